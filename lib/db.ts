@@ -1,0 +1,103 @@
+/**
+ * Connections. `DATABASE_URL` (or an explicit URL) wins; without one, retask
+ * starts its embedded PostgreSQL and connects to that.
+ * @module
+ */
+import postgres from "postgres";
+import { startEmbedded } from "./embedded.ts";
+import { RetaskError } from "./errors.ts";
+
+/** A postgres.js client with retask's settings: int8 values arrive as numbers. */
+export type Sql = postgres.Sql<{ bigint: number }>;
+
+/** A client inside a transaction, as `sql.begin` hands it out. */
+export type TransactionSql = postgres.TransactionSql<{ bigint: number }>;
+
+/** Either a client or a transaction: everything that enqueues accepts both. */
+export type Queryable = Sql | TransactionSql;
+
+/** Options for {@link connect}. */
+export interface ConnectOptions {
+  /** A `postgres://` URL; defaults to `DATABASE_URL`, then to the embedded server. */
+  url?: string;
+  /** Pool size (default 4). */
+  max?: number;
+  /** Shown in `pg_stat_activity.application_name`. */
+  applicationName?: string;
+}
+
+/** An open connection pool and where it points. */
+export interface Database {
+  sql: Sql;
+  /** The URL connected to, password removed. */
+  url: string;
+  /** True when the URL came from the embedded server. */
+  embedded: boolean;
+  /** Closes the pool; the embedded server keeps running for the next command. */
+  close(): Promise<void>;
+}
+
+// int8 (oid 20) as a JavaScript number: task and program ids stay far below 2^53.
+const bigintAsNumber = {
+  to: 20,
+  from: [20],
+  serialize: (value: number) => String(value),
+  parse: (value: string) => Number(value),
+};
+
+/** Creates a client without checking that the server answers. */
+export function client(url: string, options: Omit<ConnectOptions, "url"> = {}): Sql {
+  return postgres(url, {
+    max: options.max ?? 4,
+    onnotice: () => {},
+    types: { bigint: bigintAsNumber },
+    connection: { application_name: options.applicationName ?? "retask" },
+  }) as unknown as Sql;
+}
+
+/** Removes the password from a connection URL, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "****";
+    return parsed.toString();
+  } catch {
+    return "(unparsable URL)";
+  }
+}
+
+/**
+ * Resolves the database URL, starts the embedded server if none is given, and
+ * checks the connection. Throws a {@link RetaskError} saying what to fix.
+ */
+export async function connect(options: ConnectOptions = {}): Promise<Database> {
+  let url = options.url || Deno.env.get("DATABASE_URL") || "";
+  const embedded = url === "";
+  if (embedded) {
+    try {
+      url = (await startEmbedded()).url;
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new RetaskError("embedded", `embedded PostgreSQL: ${reason}`, { cause: error });
+    }
+  }
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new RetaskError(
+      "usage",
+      `database URL must start with postgres://, got "${redactUrl(url)}"`,
+    );
+  }
+  const sql = client(url, options);
+  try {
+    await sql`SELECT 1`;
+  } catch (error) {
+    await sql.end({ timeout: 0 });
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new RetaskError(
+      "database",
+      `cannot connect to ${redactUrl(url)}: ${reason}; check DATABASE_URL or --database-url`,
+      { cause: error },
+    );
+  }
+  return { sql, url: redactUrl(url), embedded, close: () => sql.end({ timeout: 5 }) };
+}

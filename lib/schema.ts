@@ -1,0 +1,88 @@
+/**
+ * Installs and upgrades the schema: the numbered files in `sql/`, each applied
+ * once, in order, in its own transaction, under an advisory lock, and recorded
+ * in `retask_migrations`.
+ * @module
+ */
+import type { Sql } from "./db.ts";
+import { RetaskError } from "./errors.ts";
+
+/**
+ * The migrations, in order. Listed rather than read from the directory so a
+ * `deno compile`d binary (built with `--include sql/`) finds them too.
+ */
+export const MIGRATIONS: readonly string[] = [
+  "0001_tasks.sql",
+  "0002_transitions.sql",
+  "0003_run.sql",
+];
+
+/** The schema version this code installs. */
+export const SCHEMA_VERSION: number = MIGRATIONS.length;
+
+/** What {@link install} did. */
+export interface InstallResult {
+  /** Schema version after the install. */
+  version: number;
+  /** Migrations this call applied (empty when the schema was current). */
+  applied: string[];
+}
+
+function versionOf(file: string): number {
+  return Number(file.slice(0, 4));
+}
+
+/** Reads a migration's SQL, next to this module in the source tree. */
+export function readMigration(file: string): Promise<string> {
+  return Deno.readTextFile(new URL(`../sql/${file}`, import.meta.url));
+}
+
+/** The schema version installed in the database, 0 when none. */
+export async function installedVersion(sql: Sql): Promise<number> {
+  const [row] = await sql<{ version: number | null }[]>`
+    SELECT CASE WHEN to_regclass('public.retask_migrations') IS NULL THEN 0 END AS version`;
+  if (row.version === 0) return 0;
+  const [{ max }] = await sql<{ max: number | null }[]>`
+    SELECT max(version) AS max FROM public.retask_migrations`;
+  return max ?? 0;
+}
+
+/**
+ * Applies every migration the database lacks. Safe to run concurrently: the
+ * advisory lock serialises installers, and each re-checks what is applied.
+ */
+export async function install(sql: Sql): Promise<InstallResult> {
+  const applied: string[] = [];
+  for (const file of MIGRATIONS) {
+    const text = await readMigration(file);
+    const version = versionOf(file);
+    const did = await sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
+      await tx`SET LOCAL search_path = public`;
+      await tx`CREATE TABLE IF NOT EXISTS retask_migrations (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now())`;
+      const [newest] = await tx<{ max: number | null }[]>`
+        SELECT max(version) AS max FROM retask_migrations`;
+      if ((newest.max ?? 0) > SCHEMA_VERSION) {
+        throw new RetaskError(
+          "database",
+          `the database has schema version ${newest.max}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
+        );
+      }
+      const [done] = await tx`SELECT 1 FROM retask_migrations WHERE version = ${version}`;
+      if (done) return false;
+      try {
+        await tx.unsafe(text);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new RetaskError("database", `migration ${file} failed: ${reason}`, { cause: error });
+      }
+      await tx`INSERT INTO retask_migrations (version, name) VALUES (${version}, ${file})`;
+      return true;
+    });
+    if (did) applied.push(file);
+  }
+  return { version: await installedVersion(sql), applied };
+}

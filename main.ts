@@ -1,0 +1,48 @@
+/**
+ * The retask command line: `deno run -A main.ts <command>`.
+ * @module
+ */
+import { Command, CommanderError } from "commander";
+import denoJson from "./deno.json" with { type: "json" };
+import { installCommand } from "./commands/install.ts";
+import { RetaskError, toRetaskError } from "./lib/errors.ts";
+
+/** Builds the whole command tree; exported for tests. */
+export function buildCli(): Command {
+  const cli = new Command("retask")
+    .description("background tasks in PostgreSQL that retry when they fail")
+    .version(denoJson.version, "-V, --version")
+    .option(
+      "--database-url <url>",
+      "PostgreSQL to use (default: $DATABASE_URL, else an embedded server)",
+    )
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`retask: ${text}`) });
+  for (const sub of [installCommand()]) {
+    cli.addCommand(sub.exitOverride());
+  }
+  return cli;
+}
+
+/** Runs the CLI and returns the exit code: 0 ok, 1 runtime failure, 2 bad usage or input. */
+export async function main(args: string[]): Promise<number> {
+  try {
+    await buildCli().parseAsync(args, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // help and --version "fail" with exit code 0; commander already printed the usage error
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    const failure = toRetaskError(error);
+    console.error(`retask: ${failure.message}`);
+    return failure.exitCode;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
+
+export { RetaskError };

@@ -1,0 +1,339 @@
+-- retask 0002: the task state machine. Every change of a task's status is one
+-- of these functions, each a single atomic statement (or a short PL/pgSQL body
+-- around one), safe under any number of concurrent workers.
+--
+--   enqueue ─▶ scheduled ──take──▶ running ──finish──▶ finished
+--                 ▲                  │
+--                 └── attempts left ─┤ fail / rescue (worker lost)
+--                                    └── no attempts left ──▶ error
+--
+-- A completion names the attempt it completes; if the task is no longer
+-- running that attempt (it was rescued, or rescued and taken again), the
+-- completion changes nothing and returns NULL.
+
+-- The seed's version may differ in return type; replace it outright.
+DROP FUNCTION IF EXISTS register_program(text, text);
+
+-- How long a failed attempt waits before the next one. `attempt` is the number
+-- of the attempt that failed. Exponential backoff uses "equal jitter": half the
+-- delay is fixed, half random, so retries of tasks that failed together spread.
+CREATE FUNCTION retry_delay_after(attempt integer, backoff text, delay interval, delay_max interval)
+RETURNS interval LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT CASE backoff
+        WHEN 'exponential' THEN
+            least(delay_max, delay * power(2, least(attempt - 1, 30))) * (0.5 + random() / 2)
+        ELSE delay
+    END
+$$;
+
+-- The function behind a program: exists, is a plain function, takes exactly one
+-- jsonb argument and declares its result columns. Errors say what to fix.
+CREATE FUNCTION program_function(func text) RETURNS regprocedure
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    fn regprocedure;
+    proc pg_proc;
+BEGIN
+    IF func IS NULL OR btrim(func) = '' THEN
+        RAISE EXCEPTION 'function name is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        fn := to_regprocedure(func || '(jsonb)');
+    EXCEPTION WHEN others THEN  -- before PostgreSQL 16 a malformed name raises
+        fn := NULL;
+    END;
+    IF fn IS NULL THEN
+        RAISE EXCEPTION 'function %(jsonb) does not exist', func
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'A program is a function taking one jsonb argument: CREATE FUNCTION name(params jsonb) RETURNS ...';
+    END IF;
+    SELECT * INTO proc FROM pg_proc WHERE oid = fn;
+    IF proc.prokind <> 'f' THEN
+        RAISE EXCEPTION '% is not a plain function', fn
+            USING ERRCODE = 'wrong_object_type', HINT = 'Procedures, aggregates and window functions cannot be programs.';
+    END IF;
+    IF proc.prorettype = 'record'::regtype AND proc.proallargtypes IS NULL THEN
+        RAISE EXCEPTION '% returns an untyped record', fn
+            USING ERRCODE = 'invalid_function_definition',
+                  HINT = 'Declare the result columns with RETURNS TABLE (...) or OUT parameters.';
+    END IF;
+    RETURN fn;
+END
+$$;
+
+-- Creates a program, or updates the one of that name. Names are matched
+-- exactly; a lock keeps two concurrent registrations of one name from both
+-- inserting.
+CREATE FUNCTION upsert_program(
+    name text, func text,
+    max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
+    retry_backoff text DEFAULT NULL, retry_delay_max interval DEFAULT NULL,
+    OUT program_id bigint, OUT created boolean)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    fn regprocedure;
+    canonical text;
+BEGIN
+    IF upsert_program.name IS NULL OR btrim(upsert_program.name) = '' THEN
+        RAISE EXCEPTION 'program name is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF upsert_program.max_attempts IS NOT NULL AND upsert_program.max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'max attempts must be between 1 and 100, got %', upsert_program.max_attempts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF upsert_program.retry_backoff IS NOT NULL AND upsert_program.retry_backoff NOT IN ('fixed', 'exponential') THEN
+        RAISE EXCEPTION 'retry backoff must be fixed or exponential, got %', upsert_program.retry_backoff
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF upsert_program.retry_delay < '0' OR upsert_program.retry_delay_max < '0' THEN
+        RAISE EXCEPTION 'retry delays cannot be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    fn := program_function(upsert_program.func);
+    -- stored schema-qualified and quoted, so running it never depends on a search_path
+    SELECT format('%I.%I', n.nspname, p.proname) INTO canonical
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn;
+
+    PERFORM pg_advisory_xact_lock(hashtextextended('retask.program:' || upsert_program.name, 0));
+    UPDATE programs p
+    SET func = canonical,
+        max_attempts = coalesce(upsert_program.max_attempts, p.max_attempts),
+        retry_delay = coalesce(upsert_program.retry_delay, p.retry_delay),
+        retry_backoff = coalesce(upsert_program.retry_backoff, p.retry_backoff),
+        retry_delay_max = coalesce(upsert_program.retry_delay_max, p.retry_delay_max)
+    WHERE p.program_id = (SELECT min(q.program_id) FROM programs q WHERE q.name = upsert_program.name)
+    RETURNING p.program_id INTO upsert_program.program_id;
+    created := NOT FOUND;
+    IF created THEN
+        INSERT INTO programs (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max)
+        VALUES (upsert_program.name, canonical,
+                coalesce(upsert_program.max_attempts, 3), coalesce(upsert_program.retry_delay, '0'),
+                coalesce(upsert_program.retry_backoff, 'fixed'), coalesce(upsert_program.retry_delay_max, '1 hour'))
+        RETURNING programs.program_id INTO upsert_program.program_id;
+    END IF;
+END
+$$;
+
+-- The seed's entry point.
+CREATE FUNCTION register_program(name text, func text) RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT program_id FROM upsert_program(name, func)
+$$;
+
+-- Queues one task per element of `params`, in order. NULLs in the optional
+-- arguments take the program's policy.
+CREATE FUNCTION enqueue_tasks(
+    program_id bigint, params jsonb[],
+    host text DEFAULT NULL, port text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
+    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    prog programs;
+    bad jsonb;
+BEGIN
+    SELECT * INTO prog FROM programs p WHERE p.program_id = enqueue_tasks.program_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', enqueue_tasks.program_id
+            USING ERRCODE = 'no_data_found', HINT = 'List the programs with empapi.get_programs().';
+    END IF;
+    IF (enqueue_tasks.host IS NULL) <> (enqueue_tasks.port IS NULL) THEN
+        RAISE EXCEPTION 'host and port go together: give both or neither'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue_tasks.port IS NOT NULL
+       AND (enqueue_tasks.port !~ '^[0-9]{1,5}$' OR enqueue_tasks.port::integer NOT BETWEEN 1 AND 65535) THEN
+        RAISE EXCEPTION 'port must be a number from 1 to 65535, got "%"', enqueue_tasks.port
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue_tasks.host IS NOT NULL AND btrim(enqueue_tasks.host) = '' THEN
+        RAISE EXCEPTION 'host is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue_tasks.max_attempts IS NOT NULL AND enqueue_tasks.max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'max attempts must be between 1 and 100, got %', enqueue_tasks.max_attempts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue_tasks.retry_backoff IS NOT NULL AND enqueue_tasks.retry_backoff NOT IN ('fixed', 'exponential') THEN
+        RAISE EXCEPTION 'retry backoff must be fixed or exponential, got %', enqueue_tasks.retry_backoff
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF enqueue_tasks.retry_delay < '0' THEN
+        RAISE EXCEPTION 'retry delay cannot be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT p INTO bad FROM unnest(enqueue_tasks.params) p
+    WHERE p IS NOT NULL AND jsonb_typeof(p) <> 'object' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'params must be a JSON object, got %: %', jsonb_typeof(bad), left(bad::text, 60)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    RETURN QUERY
+    INSERT INTO tasks AS t (program_id, status, params, host, port,
+                            max_attempts, retry_delay, retry_backoff, retry_delay_max, run_after)
+    SELECT prog.program_id, 'scheduled', coalesce(u.p, '{}'), enqueue_tasks.host, enqueue_tasks.port,
+           coalesce(enqueue_tasks.max_attempts, prog.max_attempts),
+           coalesce(enqueue_tasks.retry_delay, prog.retry_delay),
+           coalesce(enqueue_tasks.retry_backoff, prog.retry_backoff),
+           prog.retry_delay_max,
+           coalesce(enqueue_tasks.run_after, now())
+    FROM unnest(enqueue_tasks.params) WITH ORDINALITY AS u(p, i)
+    ORDER BY u.i
+    RETURNING t.task_id;
+
+    IF coalesce(enqueue_tasks.run_after, now()) <= now() THEN
+        PERFORM pg_notify('retask_tasks', '');
+    END IF;
+END
+$$;
+
+CREATE FUNCTION enqueue_task(
+    program_id bigint, params jsonb DEFAULT '{}',
+    host text DEFAULT NULL, port text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
+    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT enqueue_tasks(program_id, ARRAY[params], host, port,
+                         max_attempts, retry_delay, retry_backoff, run_after)
+$$;
+
+-- Takes up to `max_tasks` runnable tasks, oldest first, and starts an attempt
+-- of each. `lease` (for workers outside the database) bounds how long a task
+-- may stay running unrenewed; `remote` also takes tasks that name a host.
+CREATE FUNCTION take_tasks(
+    max_tasks integer, worker text DEFAULT NULL, lease interval DEFAULT NULL,
+    remote boolean DEFAULT true)
+RETURNS SETOF tasks LANGUAGE sql VOLATILE AS $$
+    UPDATE tasks t
+    SET status = 'running',
+        attempt_count = t.attempt_count + 1,
+        started = now(),
+        finished = NULL,
+        pid = pg_backend_pid(),
+        worker = take_tasks.worker,
+        lease_expires_at = now() + take_tasks.lease
+    FROM (
+        SELECT s.task_id FROM tasks s
+        WHERE s.status = 'scheduled' AND s.run_after <= now()
+          AND (take_tasks.remote OR s.host IS NULL)
+        ORDER BY s.task_id
+        LIMIT take_tasks.max_tasks
+        FOR UPDATE SKIP LOCKED
+    ) picked
+    WHERE t.task_id = picked.task_id
+    RETURNING t.*
+$$;
+
+-- The seed's single take, used by process_tasks(): local tasks only, since the
+-- in-database worker cannot reach another host.
+CREATE FUNCTION take_task(OUT task tasks) LANGUAGE sql VOLATILE AS $$
+    SELECT * FROM take_tasks(1, 'process_tasks', NULL, false)
+$$;
+
+-- Ends attempt `attempt` of a task as finished. Returns 'finished', or NULL
+-- when the task is not running that attempt any more (nothing changes then).
+CREATE FUNCTION finish_task(task_id bigint, attempt integer, result text)
+RETURNS text LANGUAGE sql VOLATILE AS $$
+    WITH done AS (
+        UPDATE tasks t
+        SET status = 'finished',
+            finished = clock_timestamp(),
+            lease_expires_at = NULL,
+            result = format('attempt %s of %s', t.attempt_count, t.max_attempts)
+                     || E'\n' || coalesce(finish_task.result, '')
+        WHERE t.task_id = finish_task.task_id
+          AND t.status = 'running' AND t.attempt_count = finish_task.attempt
+        RETURNING t.*
+    ), logged AS (
+        INSERT INTO task_attempts (task_id, attempt, started, finished, outcome, pid, worker)
+        SELECT d.task_id, d.attempt_count, d.started, d.finished, 'finished', d.pid, d.worker
+        FROM done d
+    )
+    SELECT status FROM done
+$$;
+
+-- Ends attempt `attempt` of a task as failed: back to 'scheduled' after the
+-- retry delay while attempts are left, else 'error'. `outcome` is 'error' for a
+-- failure the program raised, 'lost' for a worker that vanished. Returns the
+-- new status, or NULL when the task is not running that attempt any more.
+CREATE FUNCTION fail_task(
+    task_id bigint, attempt integer, error text, context text DEFAULT NULL,
+    outcome text DEFAULT 'error')
+RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    failed tasks;
+BEGIN
+    UPDATE tasks t
+    SET status = CASE WHEN t.attempt_count < t.max_attempts THEN 'scheduled' ELSE 'error' END,
+        finished = clock_timestamp(),
+        lease_expires_at = NULL,
+        run_after = CASE WHEN t.attempt_count < t.max_attempts
+                         THEN clock_timestamp()
+                              + retry_delay_after(t.attempt_count, t.retry_backoff, t.retry_delay, t.retry_delay_max)
+                         ELSE t.run_after END,
+        result = format('attempt %s of %s', t.attempt_count, t.max_attempts)
+                 || E'\n' || coalesce(fail_task.error, 'unknown error')
+                 || coalesce(E'\n' || nullif(fail_task.context, ''), '')
+    WHERE t.task_id = fail_task.task_id
+      AND t.status = 'running' AND t.attempt_count = fail_task.attempt
+    RETURNING t.* INTO failed;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO task_attempts (task_id, attempt, started, finished, outcome, error, context, pid, worker)
+    VALUES (failed.task_id, failed.attempt_count, failed.started, failed.finished,
+            fail_task.outcome, fail_task.error, nullif(fail_task.context, ''), failed.pid, failed.worker);
+    IF failed.status = 'scheduled' AND failed.run_after <= clock_timestamp() THEN
+        PERFORM pg_notify('retask_tasks', '');
+    END IF;
+    RETURN failed.status;
+END
+$$;
+
+-- The seed's completion: 'finished' or 'error', for the attempt the task row
+-- carries. An error goes through the retry rule like any failure.
+CREATE FUNCTION complete_task(task tasks, status text, result text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    CASE complete_task.status
+        WHEN 'finished' THEN
+            PERFORM finish_task(task.task_id, task.attempt_count, result);
+        WHEN 'error' THEN
+            PERFORM fail_task(task.task_id, task.attempt_count, result);
+        ELSE
+            RAISE EXCEPTION 'a task completes as finished or error, not %', complete_task.status
+                USING ERRCODE = 'invalid_parameter_value';
+    END CASE;
+END
+$$;
+
+-- Fails, as 'lost', every running attempt whose holder is gone: its backend no
+-- longer exists, or its lease ran out. The normal retry rule then applies.
+CREATE FUNCTION rescue_lost_tasks() RETURNS integer
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    lost record;
+    rescued integer := 0;
+BEGIN
+    FOR lost IN
+        SELECT t.task_id, t.attempt_count, t.pid, t.worker,
+               t.lease_expires_at < now() AS expired
+        FROM tasks t
+        WHERE t.status = 'running'
+          AND (t.lease_expires_at < now()
+               OR t.pid IS NULL
+               OR NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = t.pid))
+        FOR UPDATE OF t SKIP LOCKED
+    LOOP
+        PERFORM fail_task(lost.task_id, lost.attempt_count,
+            CASE WHEN lost.expired
+                 THEN format('worker lost: %s did not renew its lease', coalesce(lost.worker, 'the worker'))
+                 ELSE format('worker lost: backend %s is gone', coalesce(lost.pid::text, '(none)'))
+            END,
+            NULL, 'lost');
+        rescued := rescued + 1;
+    END LOOP;
+    RETURN rescued;
+END
+$$;

@@ -1,0 +1,214 @@
+-- retask 0003: running a program inside the database, the seed's in-database
+-- worker, and the admin API in schema empapi. PL/pgSQL only: stock PostgreSQL
+-- (and managed services) have no PL/Python.
+
+DROP PROCEDURE IF EXISTS process_tasks();
+DROP FUNCTION IF EXISTS empapi.run_program(bigint, jsonb);
+DROP FUNCTION IF EXISTS empapi.run_program(bigint, jsonb, text, text);
+DROP FUNCTION IF EXISTS empapi.get_programs();
+DROP FUNCTION IF EXISTS empapi.get_tasks();
+DROP FUNCTION IF EXISTS empapi.task_results(bigint);
+
+-- The seed's text table: names centred over their column (as Python's
+-- str.center: the odd space goes left when the width is odd), a line of dashes,
+-- then each value left-justified; NULL prints as an empty cell. Widths count
+-- characters, not bytes.
+CREATE FUNCTION render_table(names text[], cells text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    ncols integer := cardinality(names);
+    nrows integer := coalesce(array_length(cells, 1), 0);
+    widths integer[] := array_fill(0, ARRAY[ncols]);
+    line text[];
+    out text := '';
+    margin integer;
+    lpad_n integer;
+    v text;
+BEGIN
+    FOR c IN 1 .. ncols LOOP
+        widths[c] := length(names[c]);
+        FOR r IN 1 .. nrows LOOP
+            widths[c] := greatest(widths[c], length(coalesce(cells[r][c], '')));
+        END LOOP;
+    END LOOP;
+
+    line := '{}';
+    FOR c IN 1 .. ncols LOOP
+        margin := widths[c] - length(names[c]);
+        lpad_n := margin / 2 + (margin & widths[c] & 1);
+        line := line || (repeat(' ', lpad_n) || names[c] || repeat(' ', margin - lpad_n));
+    END LOOP;
+    out := array_to_string(line, ' ') || E'\n';
+
+    line := '{}';
+    FOR c IN 1 .. ncols LOOP
+        line := line || repeat('-', widths[c]);
+    END LOOP;
+    out := out || array_to_string(line, ' ') || E'\n';
+
+    FOR r IN 1 .. nrows LOOP
+        line := '{}';
+        FOR c IN 1 .. ncols LOOP
+            v := coalesce(cells[r][c], '');
+            line := line || (v || repeat(' ', widths[c] - length(v)));
+        END LOOP;
+        out := out || array_to_string(line, ' ') || E'\n';
+    END LOOP;
+    RETURN out;
+END
+$$;
+
+-- The names of the columns `SELECT * FROM fn(...)` returns: its OUT/TABLE
+-- parameters, else the attributes of its composite result, else (a scalar
+-- result) the function's own name.
+CREATE FUNCTION program_columns(fn regprocedure) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT array_agg(coalesce(nullif(a.name, ''), 'column' || a.pos) ORDER BY a.pos)
+         FROM (SELECT u.name, row_number() OVER (ORDER BY u.ord) AS pos
+               FROM unnest(p.proargmodes, p.proargnames) WITH ORDINALITY AS u(mode, name, ord)
+               WHERE u.mode IN ('o', 'b', 't')) a),
+        (SELECT array_agg(att.attname::text ORDER BY att.attnum)
+         FROM pg_type ty JOIN pg_attribute att ON att.attrelid = ty.typrelid
+         WHERE ty.oid = p.prorettype AND ty.typrelid <> 0 AND att.attnum > 0 AND NOT att.attisdropped),
+        ARRAY[p.proname::text])
+    FROM pg_proc p WHERE p.oid = fn
+$$;
+
+-- Runs a task's program and renders what it returned. The function name is
+-- re-validated here and spliced only as a quoted, resolved identifier.
+CREATE FUNCTION empapi.run(task tasks) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    func text;
+    fn regprocedure;
+    names text[];
+    target text;
+    aliases text;
+    exprs text;
+    cells text[];
+BEGIN
+    SELECT p.func INTO func FROM programs p WHERE p.program_id = task.program_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', task.program_id USING ERRCODE = 'no_data_found';
+    END IF;
+    fn := program_function(func);
+    names := program_columns(fn);
+    SELECT format('%I.%I', n.nspname, p.proname) INTO target
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn;
+    -- positional aliases c1..cn, so no column name is ever spliced into SQL
+    SELECT string_agg('c' || i, ', '), string_agg('r.c' || i || '::text', ', ')
+    INTO aliases, exprs FROM generate_series(1, cardinality(names)) i;
+    EXECUTE format('SELECT array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', exprs, target, aliases)
+        INTO cells USING task.params;
+    RETURN render_table(names, cells);
+END
+$$;
+
+-- The seed's in-database worker, kept for `CALL process_tasks()` from psql.
+-- Same transitions as the retask worker; a program's effects and its finished
+-- mark commit together (the block is one subtransaction). Sleeps only when
+-- idle, and rescues tasks of vanished backends now and then.
+CREATE PROCEDURE process_tasks(idle interval DEFAULT '1 second')
+LANGUAGE plpgsql AS $$
+DECLARE
+    task tasks;
+    result text;
+    msg text;
+    ctx text;
+    last_rescue timestamptz;
+BEGIN
+    SET application_name = 'process_tasks';
+    <<forever>>
+    LOOP
+        IF last_rescue IS NULL OR clock_timestamp() - last_rescue > interval '10 seconds' THEN
+            PERFORM rescue_lost_tasks();
+            last_rescue := clock_timestamp();
+        END IF;
+        SELECT * INTO task FROM take_task();
+        COMMIT;
+        IF task.task_id IS NULL THEN
+            PERFORM pg_sleep(extract(epoch FROM idle));
+            CONTINUE forever;
+        END IF;
+
+        BEGIN
+            result := empapi.run(task);
+            IF finish_task(task.task_id, task.attempt_count, result) IS NULL THEN
+                RAISE EXCEPTION 'attempt % of task % was taken from this worker',
+                    task.attempt_count, task.task_id;
+            END IF;
+        EXCEPTION
+            WHEN others THEN
+                GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT;
+                PERFORM fail_task(task.task_id, task.attempt_count, msg, ctx);
+        END;
+        COMMIT;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION empapi.run_program(program_id bigint, params jsonb,
+                                   host text DEFAULT NULL, port text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT enqueue_task(program_id, params, host, port)
+$$;
+
+CREATE FUNCTION empapi.get_programs()
+RETURNS TABLE (program_id bigint, name text, func text, max_attempts integer,
+               retry_delay interval, retry_backoff text, retry_delay_max interval)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT p.program_id, p.name, p.func, p.max_attempts, p.retry_delay, p.retry_backoff, p.retry_delay_max
+    FROM programs p ORDER BY p.program_id
+$$;
+
+CREATE FUNCTION empapi.get_tasks()
+RETURNS TABLE (task_id bigint, program_id bigint, program text, status text, params jsonb,
+               attempt_count integer, max_attempts integer, started timestamptz,
+               finished timestamptz, run_after timestamptz, host text, port text, result text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT t.task_id, t.program_id, p.name, t.status, t.params, t.attempt_count, t.max_attempts,
+           t.started, t.finished, t.run_after, t.host, t.port, t.result
+    FROM tasks t LEFT JOIN programs p ON p.program_id = t.program_id
+    ORDER BY t.task_id
+$$;
+
+CREATE FUNCTION empapi.task_results(task_id bigint) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT t.result FROM tasks t WHERE t.task_id = task_results.task_id
+$$;
+
+-- Every finished attempt of a task, first to last: what a person checks to see
+-- that a task needed more than one try and what each try did.
+CREATE FUNCTION empapi.task_attempts(task_id bigint)
+RETURNS TABLE (attempt integer, outcome text, started timestamptz, finished timestamptz,
+               error text, context text, pid integer, worker text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT a.attempt, a.outcome, a.started, a.finished, a.error, a.context, a.pid, a.worker
+    FROM task_attempts a WHERE a.task_id = task_attempts.task_id
+    ORDER BY a.attempt
+$$;
+
+-- The assignment's check: 'Мне повезло' with probability `probability`
+-- (params, default 0.3), otherwise one of several different errors.
+CREATE OR REPLACE FUNCTION retask_lucky(params jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    p double precision := coalesce((params ->> 'probability')::double precision, 0.3);
+BEGIN
+    IF p NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'probability must be between 0 and 1, got %', p
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF random() < p THEN
+        RETURN 'Мне повезло';
+    END IF;
+    CASE floor(random() * 4)::integer
+        WHEN 0 THEN PERFORM 1 / 0;
+        WHEN 1 THEN PERFORM 'не число'::integer;
+        WHEN 2 THEN RAISE EXCEPTION 'Не повезло' USING ERRCODE = 'P0001', HINT = 'Попробуйте ещё раз.';
+        ELSE RAISE EXCEPTION 'the dice said no' USING ERRCODE = 'lock_not_available';
+    END CASE;
+    RETURN NULL;  -- unreachable: every branch above raises
+END
+$$;
