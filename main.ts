@@ -5,7 +5,7 @@
 import { Command, CommanderError } from "commander";
 import denoJson from "./deno.json" with { type: "json" };
 import { installCommand } from "./commands/install.ts";
-import { RetaskError, toRetaskError } from "./lib/errors.ts";
+import { toRetaskError } from "./lib/errors.ts";
 
 /** Builds the whole command tree; exported for tests. */
 export function buildCli(): Command {
@@ -19,8 +19,12 @@ export function buildCli(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`retask: ${text}`) });
-  for (const sub of [installCommand()]) {
-    cli.addCommand(sub.exitOverride());
+  const commands = [
+    installCommand(),
+  ];
+  for (const sub of commands) {
+    // addCommand does not pass on exitOverride and the error output; copy them
+    cli.addCommand(sub.copyInheritedSettings(cli));
   }
   return cli;
 }
@@ -44,5 +48,3 @@ export async function main(args: string[]): Promise<number> {
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));
 }
-
-export { RetaskError };
