@@ -3,6 +3,7 @@
  * here decides a task's next status: the SQL functions do.
  * @module
  */
+import type postgres from "postgres";
 import type { Queryable, Sql } from "./db.ts";
 import { RetaskError } from "./errors.ts";
 
@@ -99,11 +100,13 @@ export interface EnqueueOptions extends Omit<RetryPolicy, "retryDelayMax"> {
  */
 export async function enqueue(sql: Queryable, options: EnqueueOptions): Promise<number[]> {
   const programId = await resolveProgram(sql, options.program);
-  // postgres.js serialises each element as JSON, knowing the parameter is jsonb[]
-  const params = (options.params ?? [{}]) as unknown as string[];
+  // one jsonb array, split in SQL: a JS array parameter would become a PostgreSQL
+  // array, and a nested one a two-dimensional array
+  const params = sql.json((options.params ?? [{}]) as postgres.JSONValue);
   const rows = await sql<{ task_id: number }[]>`
     SELECT public.enqueue_tasks(
-      ${programId}::bigint, ${params}::jsonb[],
+      ${programId}::bigint,
+      ARRAY(SELECT e.v FROM jsonb_array_elements(${params}::jsonb) WITH ORDINALITY AS e(v, i) ORDER BY e.i),
       ${options.host ?? null}::text, ${
     options.port === undefined ? null : String(options.port)
   }::text,

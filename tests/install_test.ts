@@ -1,0 +1,107 @@
+// `install`: migrations applied once, concurrently safe, and the seed's
+// database upgraded in place without losing a row.
+import assert from "node:assert/strict";
+import { install, MIGRATIONS, SCHEMA_VERSION } from "../lib/schema.ts";
+import { testDatabase } from "./helpers.ts";
+
+Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {
+  const files = [];
+  for await (const entry of Deno.readDir(new URL("../sql/", import.meta.url))) {
+    if (entry.name.endsWith(".sql")) files.push(entry.name);
+  }
+  files.sort();
+  assert.deepEqual([...MIGRATIONS], files);
+  files.forEach((file, i) => assert.match(file, new RegExp(`^${String(i + 1).padStart(4, "0")}_`)));
+});
+
+Deno.test("install applies each migration once; a second run changes nothing", async () => {
+  const db = await testDatabase("install");
+  try {
+    const first = await install(db.sql);
+    assert.deepEqual(first, { version: SCHEMA_VERSION, applied: [...MIGRATIONS] });
+    const schema = () =>
+      db.sql<{ name: string; definition: string }[]>`
+        SELECT p.oid::regprocedure::text AS name, pg_get_functiondef(p.oid) AS definition
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname IN ('public', 'empapi') ORDER BY 1`;
+    const before = await schema();
+    const second = await install(db.sql);
+    assert.deepEqual(second, { version: SCHEMA_VERSION, applied: [] });
+    assert.deepEqual(await schema(), before);
+    const [{ count }] = await db.sql<{ count: number }[]>`
+      SELECT count(*)::int AS count FROM retask_migrations`;
+    assert.equal(count, MIGRATIONS.length);
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("ten concurrent installs all succeed and apply each migration once", async () => {
+  const db = await testDatabase("install_race");
+  try {
+    const results = await Promise.all(Array.from({ length: 10 }, () => install(db.sql)));
+    assert.ok(results.every((r) => r.version === SCHEMA_VERSION));
+    const applied = results.flatMap((r) => r.applied).sort();
+    assert.deepEqual(applied, [...MIGRATIONS].sort(), "each migration applied by exactly one");
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("a newer schema than this code knows is refused", async () => {
+  const db = await testDatabase("install_newer", { install: true });
+  try {
+    await db.sql`INSERT INTO retask_migrations (version, name) VALUES (999, '0999_future.sql')`;
+    await assert.rejects(install(db.sql), /schema version 999, newer than this retask's/);
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("the seed's database is upgraded in place, keeping every row", async () => {
+  const db = await testDatabase("install_seed");
+  try {
+    const seed = await Deno.readTextFile(new URL("./fixtures/seed.sql", import.meta.url));
+    await db.sql.unsafe(seed);
+    const seedColumns = () =>
+      db.sql<Record<string, unknown>[]>`
+        SELECT task_id, program_id, status, params, pid, started, finished, result, host, port
+        FROM tasks ORDER BY task_id`;
+    const tasksBefore = [...await seedColumns()];
+    const programsBefore = [...await db.sql`SELECT program_id, name, func FROM programs`];
+
+    await install(db.sql);
+
+    assert.deepEqual([...await seedColumns()], tasksBefore);
+    assert.deepEqual(
+      [...await db.sql`SELECT program_id, name, func FROM programs`],
+      programsBefore,
+    );
+    const counts = await db.sql<{ status: string; attempt_count: number }[]>`
+      SELECT status, attempt_count FROM tasks ORDER BY task_id`;
+    assert.deepEqual(
+      counts.map((r) => [r.status, r.attempt_count]),
+      [["finished", 1], ["error", 1], ["running", 1], ["scheduled", 0], ["scheduled", 0]],
+      "a row that left 'scheduled' before retask counts as one attempt",
+    );
+
+    // The old rows now go through the new mechanism: the running one's backend
+    // is long gone, and the seed's program runs with the new renderer.
+    const [{ rescued }] = await db.sql<{ rescued: number }[]>`
+      SELECT rescue_lost_tasks() AS rescued`;
+    assert.equal(rescued, 1);
+    const [taken] = await db.sql<{ task_id: number; result: string }[]>`
+      SELECT t.task_id, empapi.run(t) AS result FROM take_task() t`;
+    assert.equal(taken.task_id, 3, "the rescued task, oldest runnable, is taken first");
+    assert.equal(taken.result, "book_id  cost\n------- -----\n1       10.50\n");
+    // the seed's names still answer with the seed's arguments
+    const [{ id }] = await db.sql<{ id: number }[]>`
+      SELECT empapi.run_program(1, '{"a": 6}') AS id`;
+    assert.equal(id, 6);
+    const [{ program }] = await db.sql<{ program: number }[]>`
+      SELECT register_program('Another report', 'stock_task') AS program`;
+    assert.equal(program, 2);
+  } finally {
+    await db.drop();
+  }
+});

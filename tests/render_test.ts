@@ -1,0 +1,90 @@
+// empapi.run renders a program's result as the seed's text table.
+import assert from "node:assert/strict";
+import { enqueue, registerProgram } from "../lib/queue.ts";
+import { testDatabase } from "./helpers.ts";
+
+Deno.test("empapi.run renders the seed's text table", async (t) => {
+  const db = await testDatabase("render", { install: true });
+  const { sql } = db;
+  await sql.unsafe(`
+    CREATE FUNCTION stock(params jsonb) RETURNS TABLE (book_id bigint, cost numeric)
+    LANGUAGE sql AS $$ VALUES (1::bigint, 10.50), (1234567, 3) $$;
+    CREATE FUNCTION greeting(params jsonb) RETURNS text
+    LANGUAGE sql AS $$ SELECT 'Мне повезло' $$;
+    CREATE FUNCTION nothing(params jsonb) RETURNS TABLE (a text, bb int)
+    LANGUAGE sql AS $$ SELECT 'x', 1 WHERE false $$;
+    CREATE FUNCTION holes(params jsonb) RETURNS TABLE (title text, price numeric)
+    LANGUAGE sql AS $$ VALUES ('Идиот', NULL::numeric), (NULL, 7) $$;
+    CREATE TYPE pair AS (left_side text, right_side text);
+    CREATE FUNCTION pairs(params jsonb) RETURNS SETOF pair
+    LANGUAGE sql AS $$ SELECT ROW(params ->> 'l', params ->> 'r')::pair $$;
+    CREATE FUNCTION outs(params jsonb, OUT n integer, OUT word text)
+    LANGUAGE sql AS $$ SELECT 42, 'ок' $$;
+  `);
+
+  async function run(func: string, params: Record<string, unknown> = {}): Promise<string> {
+    const { programId } = await registerProgram(sql, func, func);
+    const [id] = await enqueue(sql, { program: programId, params: [params] });
+    const [row] = await sql<{ result: string }[]>`
+      SELECT empapi.run(t) AS result FROM tasks t WHERE task_id = ${id}`;
+    return row.result;
+  }
+
+  try {
+    await t.step("a set of rows: names centred, dashes, values left-justified", async () => {
+      assert.equal(
+        await run("stock"),
+        "book_id  cost\n------- -----\n1       10.50\n1234567 3    \n",
+      );
+    });
+
+    await t.step("a scalar result is one column named after the function", async () => {
+      assert.equal(await run("greeting"), "  greeting \n-----------\nМне повезло\n");
+    });
+
+    await t.step("widths count characters, not bytes", async () => {
+      const [line] = (await run("greeting")).split("\n").slice(2);
+      assert.equal(line.length, 11);
+    });
+
+    await t.step("zero rows print the header alone", async () => {
+      assert.equal(await run("nothing"), "a bb\n- --\n");
+    });
+
+    await t.step("NULL prints as an empty cell", async () => {
+      assert.equal(await run("holes"), "title price\n----- -----\nИдиот      \n      7    \n");
+    });
+
+    await t.step("composite and OUT-parameter results use their column names", async () => {
+      assert.equal(
+        await run("pairs", { l: "a", r: "bcd" }),
+        "left_side right_side\n--------- ----------\na         bcd       \n",
+      );
+      assert.equal(await run("outs"), "n  word\n-- ----\n42 ок  \n");
+    });
+
+    await t.step("odd margins put the extra space where Python's str.center does", async () => {
+      const [row] = await sql<{ table: string }[]>`
+        SELECT render_table(ARRAY['ab', 'abc', 'x'], ARRAY[['12345', '123456', '1234']]) AS table`;
+      // 'ab'.center(5) == '  ab ', 'abc'.center(6) == ' abc  ', 'x'.center(4) == ' x  '
+      assert.equal(row.table.split("\n")[0], "  ab   abc    x  ");
+    });
+
+    await t.step("a program's function is resolved, never spliced", async () => {
+      // tampering with programs.func directly does not turn it into SQL text
+      const { programId } = await registerProgram(sql, "victim", "greeting");
+      await sql`UPDATE programs SET func = 'greeting(NULL); DROP TABLE tasks; --'
+                WHERE program_id = ${programId}`;
+      const [id] = await enqueue(sql, { program: programId });
+      await assert.rejects(
+        sql`SELECT empapi.run(t) FROM tasks t WHERE task_id = ${id}`,
+        /function greeting\(NULL\); DROP TABLE tasks; --\(jsonb\) does not exist/,
+      );
+      const [{ exists }] = await sql<{ exists: boolean }[]>`
+        SELECT to_regclass('tasks') IS NOT NULL AS exists`;
+      assert.ok(exists);
+    });
+  } finally {
+    await db.drop();
+  }
+});
