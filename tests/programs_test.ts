@@ -95,8 +95,7 @@ Deno.test("programs and enqueue", async (t) => {
         /between 1 and 100/,
       );
       await rejected(
-        // deno-lint-ignore no-explicit-any
-        () => registerProgram(sql, "ok", "always_ok", { retryBackoff: "linear" as any }),
+        () => registerProgram(sql, "ok", "always_ok", { retryBackoff: "linear" as "fixed" }),
         /fixed or exponential/,
       );
       await rejected(
@@ -122,13 +121,14 @@ Deno.test("programs and enqueue", async (t) => {
     });
 
     await t.step("params must be a JSON object", async () => {
-      // deno-lint-ignore no-explicit-any
       await rejected(
-        () => enqueue(sql, { program: ok, params: [[1, 2] as any] }),
+        () => enqueue(sql, { program: ok, params: [[1, 2] as unknown as Record<string, unknown>] }),
         /must be a JSON object, got array/,
       );
-      // deno-lint-ignore no-explicit-any
-      await rejected(() => enqueue(sql, { program: ok, params: [{}, 7 as any] }), /got number/);
+      await rejected(
+        () => enqueue(sql, { program: ok, params: [{}, 7 as unknown as Record<string, unknown>] }),
+        /got number/,
+      );
       await rejected(() => sql`SELECT empapi.run_program(${ok}, '"text"')`, /got string/);
       await rejected(
         () => sql`SELECT empapi.run_program(${ok}, '{broken')`,
