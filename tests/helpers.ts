@@ -91,7 +91,13 @@ export async function runCli(args: string[], databaseUrl?: string): Promise<CliR
   const env: Record<string, string> = { NO_COLOR: "1" };
   if (databaseUrl) env.DATABASE_URL = databaseUrl;
   const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--allow-all", new URL("../main.ts", import.meta.url).pathname, ...args],
+    args: [
+      "run",
+      "--quiet",
+      "--allow-all",
+      new URL("../main.ts", import.meta.url).pathname,
+      ...args,
+    ],
     env,
     stdin: "null",
   }).output();
