@@ -1,0 +1,31 @@
+/**
+ * retask's public API for Deno applications: connect, install the schema,
+ * register programs, enqueue tasks (also inside your own transaction).
+ *
+ * ```ts
+ * import { connect, enqueue, install, registerProgram } from "./lib/mod.ts";
+ * const db = await connect(); // DATABASE_URL, else the embedded server
+ * await install(db.sql);
+ * await registerProgram(db.sql, "lucky", "retask_lucky");
+ * await db.sql.begin((tx) => enqueue(tx, { program: "lucky", params: [{ probability: 0.3 }] }));
+ * await db.close();
+ * ```
+ * @module
+ */
+export { client, connect, type ConnectOptions, type Database, type Sql } from "./db.ts";
+export { RetaskError, type ErrorCode } from "./errors.ts";
+export { install, type InstallResult, SCHEMA_VERSION } from "./schema.ts";
+export {
+  enqueue,
+  type EnqueueOptions,
+  failTask,
+  finishTask,
+  listPrograms,
+  type Program,
+  registerProgram,
+  rescueLostTasks,
+  type RetryPolicy,
+  takeTasks,
+  type Task,
+} from "./queue.ts";
+export { embeddedDataDir, startEmbedded, stopEmbedded } from "./embedded.ts";
