@@ -230,26 +230,39 @@ CREATE FUNCTION take_task(OUT task tasks) LANGUAGE sql VOLATILE AS $$
     SELECT * FROM take_tasks(1, 'process_tasks', NULL, false)
 $$;
 
--- Ends attempt `attempt` of a task as finished. Returns 'finished', or NULL
--- when the task is not running that attempt any more (nothing changes then).
-CREATE FUNCTION finish_task(task_id bigint, attempt integer, result text)
-RETURNS text LANGUAGE sql VOLATILE AS $$
+-- Ends many attempts as finished in one statement; finish_task is its
+-- single-task case, so finishing has one implementation. Returns the ids of the
+-- tasks it finished; a task not running the given attempt any more is left
+-- alone and not returned.
+CREATE FUNCTION finish_tasks(task_ids bigint[], attempts integer[], results text[])
+RETURNS SETOF bigint LANGUAGE sql VOLATILE AS $$
     WITH done AS (
         UPDATE tasks t
         SET status = 'finished',
             finished = clock_timestamp(),
             lease_expires_at = NULL,
             result = format('attempt %s of %s', t.attempt_count, t.max_attempts)
-                     || E'\n' || coalesce(finish_task.result, '')
-        WHERE t.task_id = finish_task.task_id
-          AND t.status = 'running' AND t.attempt_count = finish_task.attempt
+                     || E'\n' || coalesce(u.result, '')
+        FROM unnest(finish_tasks.task_ids, finish_tasks.attempts, finish_tasks.results)
+             AS u(task_id, attempt, result)
+        WHERE t.task_id = u.task_id
+          AND t.status = 'running' AND t.attempt_count = u.attempt
         RETURNING t.*
     ), logged AS (
         INSERT INTO task_attempts (task_id, attempt, started, finished, outcome, pid, worker)
         SELECT d.task_id, d.attempt_count, d.started, d.finished, 'finished', d.pid, d.worker
         FROM done d
     )
-    SELECT status FROM done
+    SELECT d.task_id FROM done d
+$$;
+
+-- Ends attempt `attempt` of a task as finished. Returns 'finished', or NULL
+-- when the task is not running that attempt any more (nothing changes then).
+CREATE FUNCTION finish_task(task_id bigint, attempt integer, result text)
+RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT 'finished'::text
+    FROM finish_tasks(ARRAY[finish_task.task_id], ARRAY[finish_task.attempt],
+                      ARRAY[finish_task.result])
 $$;
 
 -- Ends attempt `attempt` of a task as failed: back to 'scheduled' after the
@@ -336,4 +349,89 @@ BEGIN
     END LOOP;
     RETURN rescued;
 END
+$$;
+
+-- Ends many attempts in one call: the worker runs a batch of tasks in one
+-- transaction and records all their outcomes here, just before it commits.
+-- Element i completes attempt attempts[i] of task task_ids[i]:
+--   outcomes[i] = 'finished' (or NULL with errors[i] NULL): finished, with results[i];
+--   outcomes[i] = 'error' or 'lost' (or NULL with an error): fail_task with
+--   errors[i] and contexts[i], so fail_task's retry rule decides what follows.
+-- results, errors, contexts and outcomes are NULL or as long as task_ids.
+-- Returns each task's new status in input order, NULL where the task was not
+-- running that attempt any more (nothing changed for it).
+CREATE FUNCTION complete_tasks(
+    task_ids bigint[], attempts integer[], results text[], errors text[], contexts text[],
+    outcomes text[] DEFAULT NULL)
+RETURNS text[] LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    n integer := coalesce(cardinality(task_ids), 0);
+    ends text[];
+    done bigint[];
+    bad text;
+BEGIN
+    IF coalesce(cardinality(attempts), 0) <> n
+       OR coalesce(cardinality(results), n) <> n OR coalesce(cardinality(errors), n) <> n
+       OR coalesce(cardinality(contexts), n) <> n OR coalesce(cardinality(outcomes), n) <> n THEN
+        RAISE EXCEPTION 'complete_tasks needs arrays as long as task_ids (%), or NULL', n
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT o INTO bad FROM unnest(outcomes) o
+    WHERE o IS NOT NULL AND o NOT IN ('finished', 'error', 'lost') LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'an attempt ends as finished, error or lost, not %', bad
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    ends := ARRAY(
+        SELECT coalesce(outcomes[i], CASE WHEN errors[i] IS NULL THEN 'finished' ELSE 'error' END)
+        FROM generate_series(1, n) i ORDER BY i);
+    -- the finished ones in one statement; the failed ones one by one through fail_task
+    done := ARRAY(
+        SELECT finish_tasks(
+            ARRAY(SELECT task_ids[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i),
+            ARRAY(SELECT attempts[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i),
+            ARRAY(SELECT results[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i)));
+    RETURN ARRAY(
+        SELECT CASE WHEN ends[i] = 'finished'
+                    THEN CASE WHEN task_ids[i] = ANY (done) THEN 'finished' END
+                    ELSE fail_task(task_ids[i], attempts[i], errors[i], contexts[i], ends[i])
+               END
+        FROM generate_series(1, n) i ORDER BY i);
+END
+$$;
+
+-- Extends the lease of the attempts a worker still holds, and records the
+-- renewing backend as their holder: after the worker reconnects, its tasks point
+-- at a backend that exists again. Rows another transaction has locked are
+-- skipped rather than waited for: the worker's own execution transaction locks
+-- the tasks it runs, and the rescuer cannot take those anyway. Returns how many
+-- leases were renewed.
+CREATE FUNCTION renew_leases(task_ids bigint[], attempts integer[], lease interval)
+RETURNS integer LANGUAGE sql VOLATILE AS $$
+    WITH held AS (
+        SELECT t.task_id
+        FROM tasks t
+        JOIN unnest(renew_leases.task_ids, renew_leases.attempts) AS u(task_id, attempt)
+          ON t.task_id = u.task_id AND t.attempt_count = u.attempt
+        WHERE t.status = 'running'
+        ORDER BY t.task_id
+        FOR UPDATE OF t SKIP LOCKED
+    ), renewed AS (
+        UPDATE tasks t
+        SET lease_expires_at = now() + renew_leases.lease,
+            pid = pg_backend_pid()
+        FROM held
+        WHERE t.task_id = held.task_id
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM renewed
+$$;
+
+-- True while some task may still need a worker: scheduled (now or later) or
+-- running. `retask work --drain` stops once this is false. Two EXISTS, so each
+-- uses its partial index.
+CREATE FUNCTION tasks_pending() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT FROM tasks WHERE status = 'scheduled')
+        OR EXISTS (SELECT FROM tasks WHERE status = 'running')
 $$;

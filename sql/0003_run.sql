@@ -61,18 +61,32 @@ $$;
 -- The names of the columns `SELECT * FROM fn(...)` returns: its OUT/TABLE
 -- parameters, else the attributes of its composite result, else (a scalar
 -- result) the function's own name.
+-- PL/pgSQL, not SQL: called from empapi.run, a SQL function would be parsed
+-- and planned on every call; PL/pgSQL keeps its plan for the session.
 CREATE FUNCTION program_columns(fn regprocedure) RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        (SELECT array_agg(coalesce(nullif(a.name, ''), 'column' || a.pos) ORDER BY a.pos)
-         FROM (SELECT u.name, row_number() OVER (ORDER BY u.ord) AS pos
-               FROM unnest(p.proargmodes, p.proargnames) WITH ORDINALITY AS u(mode, name, ord)
-               WHERE u.mode IN ('o', 'b', 't')) a),
-        (SELECT array_agg(att.attname::text ORDER BY att.attnum)
-         FROM pg_type ty JOIN pg_attribute att ON att.attrelid = ty.typrelid
-         WHERE ty.oid = p.prorettype AND ty.typrelid <> 0 AND att.attnum > 0 AND NOT att.attisdropped),
-        ARRAY[p.proname::text])
-    FROM pg_proc p WHERE p.oid = fn
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (
+        SELECT coalesce(
+            (SELECT array_agg(coalesce(nullif(a.name, ''), 'column' || a.pos) ORDER BY a.pos)
+             FROM (SELECT u.name, row_number() OVER (ORDER BY u.ord) AS pos
+                   FROM unnest(p.proargmodes, p.proargnames) WITH ORDINALITY AS u(mode, name, ord)
+                   WHERE u.mode IN ('o', 'b', 't')) a),
+            (SELECT array_agg(att.attname::text ORDER BY att.attnum)
+             FROM pg_type ty JOIN pg_attribute att ON att.attrelid = ty.typrelid
+             WHERE ty.oid = p.prorettype AND ty.typrelid <> 0 AND att.attnum > 0
+               AND NOT att.attisdropped),
+            ARRAY[p.proname::text])
+        FROM pg_proc p WHERE p.oid = fn);
+END
+$$;
+
+-- A failed program's PG_EXCEPTION_CONTEXT without retask's own frames: the
+-- dynamic query empapi.run builds and everything that called it say nothing
+-- about the program.
+CREATE FUNCTION program_error_context(context text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT nullif(regexp_replace(context, '\n?SQL statement "SELECT array_agg\(ARRAY\[.*$', ''), '')
 $$;
 
 -- Runs a task's program and renders what it returned. The function name is
@@ -102,6 +116,38 @@ BEGIN
     EXECUTE format('SELECT array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', exprs, target, aliases)
         INTO cells USING task.params;
     RETURN render_table(names, cells);
+END
+$$;
+
+-- Runs one attempt of a task the caller holds (locked, in the caller's
+-- transaction) and reports how it went instead of raising: the program runs in
+-- a subtransaction (a savepoint), so a failure undoes only its own effects and
+-- the batch's transaction goes on. A statement timeout or a cancel request
+-- (query_canceled, which OTHERS does not catch) is reported too, so the worker
+-- can tell a timeout from an error. One statement per task, pipelined by the
+-- worker; the outcome is recorded later by complete_tasks.
+CREATE FUNCTION attempt_task(
+    task_id bigint, OUT result text, OUT error text, OUT context text, OUT error_code text)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    task tasks;
+BEGIN
+    SELECT * INTO task FROM tasks t WHERE t.task_id = attempt_task.task_id;
+    IF NOT FOUND THEN
+        attempt_task.error := format('task %s does not exist', attempt_task.task_id);
+        attempt_task.error_code := 'P0002';
+        RETURN;
+    END IF;
+    BEGIN
+        attempt_task.result := empapi.run(task);
+    EXCEPTION
+        WHEN others OR query_canceled THEN
+            GET STACKED DIAGNOSTICS attempt_task.error := MESSAGE_TEXT,
+                                    attempt_task.context := PG_EXCEPTION_CONTEXT,
+                                    attempt_task.error_code := RETURNED_SQLSTATE;
+            attempt_task.context := program_error_context(attempt_task.context);
+    END;
 END
 $$;
 
@@ -141,7 +187,7 @@ BEGIN
         EXCEPTION
             WHEN others THEN
                 GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT;
-                PERFORM fail_task(task.task_id, task.attempt_count, msg, ctx);
+                PERFORM fail_task(task.task_id, task.attempt_count, msg, program_error_context(ctx));
         END;
         COMMIT;
     END LOOP;
