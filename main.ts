@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import denoJson from "./deno.json" with { type: "json" };
 import { installCommand } from "./commands/install.ts";
+import { workCommand } from "./commands/work.ts";
 import { toRetaskError } from "./lib/errors.ts";
 
 /** Builds the whole command tree; exported for tests. */
@@ -21,6 +22,7 @@ export function buildCli(): Command {
     .configureOutput({ outputError: (text, write) => write(`retask: ${text}`) });
   const commands = [
     installCommand(),
+    workCommand(),
   ];
   for (const sub of commands) {
     // addCommand does not pass on exitOverride and the error output; copy them

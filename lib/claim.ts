@@ -1,0 +1,85 @@
+/**
+ * Claiming work: take a batch of runnable tasks for this worker, keep the
+ * leases of the tasks it holds, and ask whether anything is left to do. All on
+ * the worker's home connection, whose backend the taken tasks record as their
+ * holder.
+ * @module
+ */
+import type { Sql } from "./db.ts";
+
+/** A task this worker took: what running it and reporting on it need. */
+export interface ClaimedTask {
+  taskId: number;
+  /** The attempt this worker started; every completion names it. */
+  attempt: number;
+  maxAttempts: number;
+  program: string;
+  /** Set (with port) for a task that runs on another server. */
+  host: string | null;
+  port: string | null;
+  /** The whole task row, only for remote tasks: the remote server runs it from this. */
+  row: Record<string, unknown> | null;
+}
+
+interface ClaimedRow {
+  task_id: number;
+  attempt_count: number;
+  max_attempts: number;
+  program: string | null;
+  program_id: number;
+  host: string | null;
+  port: string | null;
+  row: Record<string, unknown> | null;
+}
+
+/**
+ * Takes up to `max` runnable tasks (oldest first, skipping those other workers
+ * are taking) and starts an attempt of each, leased for `leaseMs`.
+ */
+export async function claimTasks(
+  home: Sql,
+  max: number,
+  worker: string,
+  leaseMs: number,
+): Promise<ClaimedTask[]> {
+  const rows = await home<ClaimedRow[]>`
+    SELECT t.task_id, t.attempt_count, t.max_attempts, t.program_id, p.name AS program,
+           t.host, t.port, CASE WHEN t.host IS NOT NULL THEN to_jsonb(t) END AS row
+    FROM public.take_tasks(${max}::integer, ${worker}::text,
+                           ${leaseMs}::integer * interval '1 millisecond', true) t
+    LEFT JOIN public.programs p ON p.program_id = t.program_id
+    ORDER BY t.task_id`;
+  return rows.map((r) => ({
+    taskId: r.task_id,
+    attempt: r.attempt_count,
+    maxAttempts: r.max_attempts,
+    program: r.program ?? `program ${r.program_id}`,
+    host: r.host,
+    port: r.port,
+    row: r.row,
+  }));
+}
+
+/**
+ * Extends the leases of the attempts this worker holds (those its lanes have
+ * locked are skipped: they cannot be rescued while locked). Returns how many
+ * were renewed.
+ */
+export async function renewLeases(
+  home: Sql,
+  held: readonly ClaimedTask[],
+  leaseMs: number,
+): Promise<number> {
+  if (held.length === 0) return 0;
+  const [row] = await home<{ renewed: number }[]>`
+    SELECT public.renew_leases(${held.map((t) => t.taskId)}::bigint[],
+                               ${held.map((t) => t.attempt)}::integer[],
+                               ${leaseMs}::integer * interval '1 millisecond') AS renewed`;
+  return row.renewed;
+}
+
+/** True while some task is scheduled (now or later) or running anywhere. */
+export async function tasksPending(home: Sql): Promise<boolean> {
+  const [row] = await home<{ pending: boolean }[]>`SELECT public.tasks_pending() AS pending`;
+  return row.pending;
+}

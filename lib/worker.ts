@@ -1,0 +1,286 @@
+/**
+ * The worker: claims runnable tasks in batches and hands them to execution
+ * lanes, wakes on NOTIFY (polling as a fallback), renews the leases of what it
+ * holds, rescues tasks of vanished workers, reconnects after losing the
+ * database, and on a stop request lets running tasks finish within the
+ * shutdown timeout. Every change of a task's status is a SQL function call.
+ *
+ * ```ts
+ * const controller = new AbortController();
+ * await runWorker(Deno.env.get("DATABASE_URL")!, {
+ *   concurrency: 4, drain: true, signal: controller.signal,
+ *   onOutcome: (event) => console.log(event.taskId, event.outcome),
+ * });
+ * ```
+ * @module
+ */
+import { type ClaimedTask, claimTasks, renewLeases, tasksPending } from "./claim.ts";
+import {
+  connectionTarget,
+  errorMessage,
+  isConnectionError,
+  openPool,
+  reconnectDelay,
+  withinStall,
+} from "./connections.ts";
+import type { Sql } from "./db.ts";
+import { RetaskError } from "./errors.ts";
+import { Lane } from "./execute.ts";
+import { Listener } from "./listen.ts";
+import type { TaskOutcome, WorkerLog } from "./outcome.ts";
+import { rescueLostTasks } from "./queue.ts";
+import { RemotePools } from "./remote.ts";
+import { installedVersion, SCHEMA_VERSION } from "./schema.ts";
+import { sleep, Wake } from "./wake.ts";
+import { resolveSettings, type WorkerSettings } from "./worker_options.ts";
+
+/** Past the shutdown timeout, how long cancelled tasks get to be recorded as lost. */
+const ABORT_GRACE_MS = 5_000;
+
+/** Options for {@link runWorker}: settings (defaults in `WORKER_DEFAULTS`) and hooks. */
+export interface RunWorkerOptions extends Partial<WorkerSettings> {
+  /** Stops the worker: no more tasks are taken, running ones get the shutdown timeout. */
+  signal?: AbortSignal;
+  /** Called once per ended attempt. */
+  onOutcome?: (event: TaskOutcome) => void;
+  /** Called with what the worker has to say: start, stop, lost and regained connections. */
+  onLog?: (entry: WorkerLog) => void;
+  /** The name tasks record as their worker (default `<hostname>:<pid>:<4 hex>`). */
+  workerId?: string;
+}
+
+/** What a worker did, returned when it stops. */
+export interface WorkerSummary {
+  worker: string;
+  /** Attempts per outcome. */
+  finished: number;
+  retried: number;
+  errored: number;
+  lost: number;
+  /** `drained`: nothing was left to do (with `drain`); `signal`: it was asked to stop. */
+  stopped: "drained" | "signal";
+}
+
+/** A fresh worker name: `<hostname>:<pid>:<4 random hex digits>`. */
+export function makeWorkerId(): string {
+  let host = "localhost";
+  try {
+    host = Deno.hostname();
+  } catch {
+    // without --allow-sys the pid and the random part still tell workers apart
+  }
+  const hex = crypto.getRandomValues(new Uint8Array(2));
+  return `${host}:${Deno.pid}:${[...hex].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+/**
+ * Runs a worker against `database` (a URL, or a postgres.js client whose
+ * server and login to use; the worker opens connections of its own) until
+ * `signal` aborts or, with `drain`, until nothing is scheduled or running.
+ */
+export async function runWorker(
+  database: string | Sql,
+  options: RunWorkerOptions = {},
+): Promise<WorkerSummary> {
+  const { signal = new AbortController().signal, onOutcome, onLog, ...partial } = options;
+  const settings = resolveSettings(partial);
+  const worker = options.workerId ?? makeWorkerId();
+  const applicationName = `retask worker ${worker}`;
+  const target = await connectionTarget(database);
+  const summary: WorkerSummary = {
+    worker,
+    finished: 0,
+    retried: 0,
+    errored: 0,
+    lost: 0,
+    stopped: "signal",
+  };
+  const log = (entry: WorkerLog) => onLog?.(entry);
+  const report = (events: TaskOutcome[]) => {
+    for (const event of events) {
+      if (event.outcome === "finished") summary.finished++;
+      else if (event.outcome === "retry") summary.retried++;
+      else if (event.outcome === "error") summary.errored++;
+      else summary.lost++;
+      try {
+        onOutcome?.(event);
+      } catch (error) {
+        log({ level: "warn", message: `onOutcome threw: ${errorMessage(error)}` });
+      }
+    }
+  };
+
+  const wake = new Wake();
+  const giveUp = new AbortController();
+  // takes are committed asynchronously: the completion's synchronous commit comes
+  // later in the WAL, so a completed attempt's take is always durable
+  const openHome = () =>
+    openPool(target, { max: 1, applicationName, settings: { synchronous_commit: "off" } });
+  let home = openHome();
+  const listener = new Listener(target, applicationName, () => wake.ring());
+  const remote = new RemotePools(target, {
+    database: settings.remoteDatabase,
+    taskTimeoutMs: settings.taskTimeoutMs,
+    poolSize: Math.min(settings.concurrency, 4),
+    applicationName,
+  });
+  const context = {
+    worker,
+    batchSize: settings.batchSize,
+    taskTimeoutMs: settings.taskTimeoutMs,
+    remote,
+    report,
+    log,
+    giveUp: giveUp.signal,
+  };
+  // a backend running a program notices within a second that its worker died
+  // (kill -9) and rolls back, releasing the task's row for the rescuer
+  const openLane = () =>
+    openPool(target, {
+      max: 1,
+      applicationName,
+      settings: { client_connection_check_interval: "1000" },
+    });
+  const lanes = Array.from({ length: settings.concurrency }, () => new Lane(openLane, context));
+
+  try {
+    await withinStall(checkSchema(home));
+    log({ level: "info", message: `worker ${worker} started (${describe(settings)})` });
+    summary.stopped = await loop();
+  } finally {
+    await stopLanes();
+    await Promise.all([home.end({ timeout: 1 }), listener.close(), remote.close()]);
+    await Promise.all(lanes.map((lane) => lane.close()));
+    log({ level: "info", message: `worker ${worker} stopped (${summary.stopped})` });
+  }
+  return summary;
+
+  // The loop: claim for free lanes, then sleep until a notification, a free lane or a timer.
+  async function loop(): Promise<"drained" | "signal"> {
+    let failures = 0;
+    let nextRenewal = performance.now() + settings.leaseMs / 3;
+    let nextRescue = 0;
+    while (!signal.aborted) {
+      try {
+        listener.ensure();
+        if (performance.now() >= nextRenewal) {
+          const held = lanes.flatMap((lane) => lane.held);
+          await withinStall(renewLeases(home, held, settings.leaseMs));
+          nextRenewal = performance.now() + settings.leaseMs / 3;
+        }
+        if (performance.now() >= nextRescue) {
+          await withinStall(rescueLostTasks(home));
+          nextRescue = performance.now() + settings.rescueIntervalMs;
+        }
+        const idle = lanes.filter((lane) => lane.idle);
+        const wanted = idle.reduce((n, lane) => n + lane.capacity, 0);
+        const tasks = wanted > 0
+          ? await withinStall(claimTasks(home, wanted, worker, settings.leaseMs))
+          : [];
+        distribute(tasks, idle);
+        if (failures > 0) {
+          log({ level: "info", message: "database connection regained" });
+          failures = 0;
+        }
+        if (tasks.length > 0 && tasks.length === wanted) continue;
+        if (
+          settings.drain && lanes.every((lane) => lane.idle) &&
+          !(await withinStall(tasksPending(home)))
+        ) {
+          return "drained";
+        }
+        const now = performance.now();
+        await wake.sleep(
+          Math.max(0, Math.min(settings.pollIntervalMs, nextRenewal - now, nextRescue - now)),
+          signal,
+        );
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        // start over with a new pool rather than the driver's own reconnection:
+        // postgres.js 3.4.9 can leave a query sent during a server restart pending
+        // for ever (hence also withinStall)
+        const broken = home;
+        home = openHome();
+        broken.end({ timeout: 0 }).catch(() => {});
+        failures++;
+        if (failures === 1) {
+          log({
+            level: "warn",
+            message: `lost the database connection (${errorMessage(error)}); reconnecting`,
+          });
+        }
+        // once back, first renew (re-pointing held tasks at the new backend), then rescue
+        nextRenewal = 0;
+        nextRescue = 0;
+        await sleep(reconnectDelay(failures), signal);
+      }
+    }
+    return "signal";
+  }
+
+  // Round-robin within each lane's capacity: a short queue runs one task per
+  // lane, in parallel; a long one fills every lane's batch.
+  function distribute(tasks: ClaimedTask[], idle: Lane[]): void {
+    const shares: ClaimedTask[][] = idle.map(() => []);
+    let lane = 0;
+    for (const task of tasks) {
+      while (shares[lane].length >= idle[lane].capacity) lane = (lane + 1) % idle.length;
+      shares[lane].push(task);
+      lane = (lane + 1) % idle.length;
+    }
+    shares.forEach((share, i) => {
+      if (share.length > 0) idle[i].start(share, () => wake.ring());
+    });
+  }
+
+  // Running batches get the shutdown timeout; past it they are cancelled and
+  // recorded as lost; past a further grace the worker gives up on them.
+  async function stopLanes(): Promise<void> {
+    const busy = lanes.filter((lane) => !lane.idle).length;
+    if (busy === 0) return;
+    const all = Promise.all(lanes.map((lane) => lane.whenIdle()));
+    log({
+      level: "info",
+      message:
+        `stopping: waiting up to ${settings.shutdownTimeoutMs} ms for ${busy} running batch(es)`,
+    });
+    if (await within(all, settings.shutdownTimeoutMs)) return;
+    const held = lanes.reduce((n, lane) => n + lane.held.length, 0);
+    log({
+      level: "warn",
+      message: `shutdown timeout passed: cancelling ${held} task(s); their attempts end as lost`,
+    });
+    for (const lane of lanes) lane.abort();
+    if (await within(all, ABORT_GRACE_MS)) return;
+    giveUp.abort();
+    await within(all, 1_000);
+  }
+}
+
+// True if `promise` settles within `ms`.
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  let done = false;
+  await Promise.race([
+    promise.then(() => (done = true), () => (done = true)),
+    sleep(ms, timer.signal),
+  ]);
+  timer.abort();
+  return done;
+}
+
+async function checkSchema(home: Sql): Promise<void> {
+  const version = await installedVersion(home);
+  if (version < SCHEMA_VERSION) {
+    throw new RetaskError(
+      "database",
+      `the database has retask schema version ${version}, the worker needs ${SCHEMA_VERSION}: run \`retask install\``,
+    );
+  }
+}
+
+function describe(s: WorkerSettings): string {
+  return `concurrency ${s.concurrency}, batch size ${s.batchSize}, lease ${s.leaseMs} ms, ` +
+    `task timeout ${s.taskTimeoutMs === 0 ? "none" : `${s.taskTimeoutMs} ms`}` +
+    (s.drain ? ", draining" : "");
+}

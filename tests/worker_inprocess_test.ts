@@ -1,0 +1,225 @@
+// The worker run in-process (as `retask demo` does) and the SQL it adds
+// (sql/0002_transitions.sql, sql/0003_run.sql): batches, savepoints, timeouts, drain, rescue, leases.
+import assert from "node:assert/strict";
+import { client } from "../lib/db.ts";
+import type { TaskOutcome } from "../lib/outcome.ts";
+import { enqueue, takeTasks } from "../lib/queue.ts";
+import { runWorker } from "../lib/worker.ts";
+import { TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
+import { assertInvariants, installWorkerPrograms } from "./worker_helpers.ts";
+
+Deno.test("worker in-process", async (t) => {
+  const db = await testDatabase("worker_inprocess", { install: true });
+  const { sql } = db;
+  await sql.unsafe(TEST_FUNCTIONS);
+  const programs = await installWorkerPrograms(sql);
+  const note =
+    (await sql<{ id: number }[]>`SELECT register_program('note', 'note_and_fail') AS id`)[0]
+      .id;
+  const fast = { pollIntervalMs: 50, rescueIntervalMs: 100 };
+
+  async function reset() {
+    await sql`DELETE FROM tasks`;
+    await sql`DELETE FROM side_effects`;
+  }
+
+  try {
+    await t.step(
+      "a batch: failures roll back alone, successes commit with their mark",
+      async () => {
+        await reset();
+        const params = Array.from({ length: 30 }, (_, i) => ({ note: `n${i}`, fail: i % 3 === 0 }));
+        const ids = await enqueue(sql, { program: note, params, maxAttempts: 1 });
+        const events: TaskOutcome[] = [];
+        const summary = await runWorker(db.url, {
+          ...fast,
+          concurrency: 1,
+          batchSize: 50,
+          drain: true,
+          onOutcome: (e) => events.push(e),
+        });
+        assert.equal(summary.stopped, "drained");
+        assert.equal(summary.finished, 20);
+        assert.equal(summary.errored, 10);
+        assert.equal(events.length, 30);
+        const notes = await sql<
+          { task_note: string }[]
+        >`SELECT task_note FROM side_effects ORDER BY 1`;
+        assert.deepEqual(
+          notes.map((n) => n.task_note),
+          params.filter((p) => !p.fail).map((p) => p.note).sort(),
+          "only the successes' writes committed",
+        );
+        const [failed] = await sql<{ result: string; error: string; context: string }[]>`
+        SELECT t.result, a.error, a.context FROM tasks t JOIN task_attempts a USING (task_id)
+        WHERE t.task_id = ${ids[0]}`;
+        assert.equal(failed.error, "failed after writing");
+        assert.match(failed.context, /PL\/pgSQL function note_and_fail\(jsonb\) line \d+ at RAISE/);
+        assert.doesNotMatch(failed.context, /attempt_task/, "the worker's own frame is left out");
+        assert.match(failed.result, /^attempt 1 of 1\nfailed after writing\nPL\/pgSQL function/);
+        const event = events.find((e) => e.taskId === ids[1])!;
+        assert.equal(event.outcome, "finished");
+        assert.equal(event.program, "note");
+        assert.equal(event.attempt, 1);
+        assert.equal(event.maxAttempts, 1);
+        assert.match(event.worker, /^[^:]+:\d+:[0-9a-f]{4}$/);
+        await assertInvariants(sql);
+      },
+    );
+
+    await t.step("retries follow the rule; the lucky program ends finished or at 3", async () => {
+      await reset();
+      await enqueue(sql, { program: programs.retask_lucky, params: Array(200).fill({}) });
+      const summary = await runWorker(sql, { ...fast, concurrency: 3, drain: true });
+      assert.equal(summary.finished + summary.errored, 200);
+      assert.ok(summary.retried > 0);
+      await assertInvariants(sql);
+    });
+
+    await t.step("a task over the timeout is a failed attempt that says so", async () => {
+      await reset();
+      const [id] = await enqueue(sql, {
+        program: programs.sleepy,
+        params: [{ sleep: 5 }],
+        maxAttempts: 1,
+      });
+      const [ok] = await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0 }] });
+      await runWorker(db.url, { ...fast, concurrency: 1, taskTimeoutMs: 200, drain: true });
+      const rows = await sql<{ task_id: number; status: string; result: string }[]>`
+        SELECT task_id, status, result FROM tasks ORDER BY task_id`;
+      assert.equal(rows[0].task_id, id);
+      assert.equal(rows[0].status, "error");
+      assert.match(rows[0].result, /^attempt 1 of 1\ntimed out after 200 ms\n/);
+      assert.equal(rows[1].task_id, ok);
+      assert.equal(rows[1].status, "finished", "the batch went on after the timeout");
+    });
+
+    await t.step("drain waits for a task scheduled later", async () => {
+      await reset();
+      const [later] = await enqueue(sql, {
+        program: programs.sleepy,
+        params: [{ sleep: 0 }],
+        runAfter: new Date(Date.now() + 3_600_000),
+      });
+      let settled = false;
+      const events: TaskOutcome[] = [];
+      const worker = runWorker(db.url, {
+        ...fast,
+        drain: true,
+        onOutcome: (e) => events.push(e),
+      }).finally(() => (settled = true));
+      // two tasks run and end while the later one waits: the worker drained twice and stayed
+      for (const n of [1, 2]) {
+        await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0 }] });
+        await waitFor(() => events.length === n, `task ${n} to end`);
+      }
+      assert.equal(settled, false, "still waiting for the scheduled task");
+      await sql`UPDATE tasks SET run_after = now() - interval '1 second' WHERE task_id = ${later}`;
+      const summary = await worker;
+      assert.equal(summary.stopped, "drained");
+      assert.equal(events.at(-1)?.taskId, later);
+    });
+
+    await t.step("a task of a vanished backend is rescued and run", async () => {
+      await reset();
+      const [id] = await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0 }] });
+      const gone = client(db.url, { max: 1 });
+      await takeTasks(gone, 1, "gone", "1 hour");
+      await gone.end();
+      await runWorker(db.url, { ...fast, drain: true });
+      const history = await sql<{ outcome: string }[]>`
+        SELECT outcome FROM task_attempts WHERE task_id = ${id} ORDER BY attempt`;
+      assert.deepEqual(history.map((h) => h.outcome), ["lost", "finished"]);
+    });
+
+    await t.step("stop: running tasks finish within the shutdown timeout", async () => {
+      await reset();
+      const [id] = await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0.5 }] });
+      const controller = new AbortController();
+      const worker = runWorker(db.url, { ...fast, signal: controller.signal });
+      await waitFor(
+        async () => (await sql`SELECT 1 FROM tasks WHERE status = 'running'`).length,
+        "the task to start",
+      );
+      controller.abort();
+      const summary = await worker;
+      assert.equal(summary.stopped, "signal");
+      const [row] = await sql<{ status: string }[]>`SELECT status FROM tasks WHERE task_id = ${id}`;
+      assert.equal(row.status, "finished");
+    });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("the worker's SQL: complete_tasks, finish_task, renew_leases", async () => {
+  const db = await testDatabase("worker_sql", { install: true });
+  const { sql } = db;
+  try {
+    await sql.unsafe(TEST_FUNCTIONS);
+    const ok =
+      (await sql<{ id: number }[]>`SELECT register_program('ok', 'always_ok') AS id`)[0].id;
+    const ids = await enqueue(sql, { program: ok, params: Array(4).fill({}), maxAttempts: 2 });
+    const taken = await takeTasks(sql, 4, "w", "1 minute");
+    assert.equal(taken.length, 4);
+    const [row] = await sql<{ statuses: (string | null)[] }[]>`
+      SELECT to_json(complete_tasks(${ids}::bigint[], ${[1, 1, 1, 2]}::integer[],
+                            ${["r1", null, null, "r4"]}::text[],
+                            ${[null, "boom", "gone", null]}::text[],
+                            ${[null, "ctx", null, null]}::text[],
+                            ${[null, null, "lost", null]}::text[])) AS statuses`;
+    assert.deepEqual(row.statuses, ["finished", "scheduled", "scheduled", null]);
+    const history = await sql<
+      { task_id: number; outcome: string; error: string | null; context: string | null }[]
+    >`
+      SELECT task_id, outcome, error, context FROM task_attempts ORDER BY task_id`;
+    assert.deepEqual(history.map((h) => [h.task_id, h.outcome, h.error, h.context]), [
+      [ids[0], "finished", null, null],
+      [ids[1], "error", "boom", "ctx"],
+      [ids[2], "lost", "gone", null],
+    ]);
+    const [first] = await sql<{ result: string }[]>`SELECT result FROM tasks WHERE task_id = ${
+      ids[0]
+    }`;
+    assert.equal(first.result, "attempt 1 of 2\nr1");
+    assert.equal(
+      (await sql`SELECT finish_task(${ids[0]}, 1, 'again') AS s`)[0].s,
+      null,
+      "finish_task (now over finish_tasks) is still conditional",
+    );
+    assert.equal((await sql`SELECT finish_task(${ids[3]}, 1, 'late') AS s`)[0].s, "finished");
+    await assert.rejects(
+      sql`SELECT complete_tasks('{1}', '{}', NULL, NULL, NULL)`,
+      /as long as task_ids/,
+    );
+    await assert.rejects(
+      sql`SELECT complete_tasks('{1}', '{1}', NULL, NULL, NULL, '{done}')`,
+      /finished, error or lost, not done/,
+    );
+
+    // renew_leases: extends and re-points held attempts, skips stale and locked ones
+    const retaken = await takeTasks(sql, 2, "w", "1 second");
+    assert.deepEqual(retaken.map((t) => t.attempt_count), [2, 2]);
+    const other = client(db.url, { max: 1 });
+    try {
+      const renewedBy = await other.begin(async (tx) => {
+        await tx`SELECT 1 FROM tasks WHERE task_id = ${retaken[1].task_id} FOR UPDATE`;
+        const [r] = await sql<{ n: number }[]>`
+          SELECT renew_leases(${retaken.map((t) => t.task_id)}::bigint[], '{2,2}', '1 hour') AS n`;
+        const [stale] = await sql<{ n: number }[]>`
+          SELECT renew_leases(${[retaken[0].task_id]}::bigint[], '{1}', '1 hour') AS n`;
+        assert.equal(stale.n, 0, "a stale attempt is not renewed");
+        return r.n;
+      });
+      assert.equal(renewedBy, 1, "the locked one is skipped");
+      const [lease] = await sql<{ left: number }[]>`
+        SELECT extract(epoch FROM lease_expires_at - now()) AS left
+        FROM tasks WHERE task_id = ${retaken[0].task_id}`;
+      assert.ok(Number(lease.left) > 3000);
+    } finally {
+      await other.end();
+    }
+  } finally {
+    await db.drop();
+  }
+});

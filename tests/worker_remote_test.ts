@@ -1,0 +1,101 @@
+// Remote execution: tasks with host/port run on that server (here a second
+// database on the same server, reached through host and port), and their
+// results are recorded on the main one.
+import assert from "node:assert/strict";
+import type { Sql } from "../lib/db.ts";
+import { enqueue, registerProgram } from "../lib/queue.ts";
+import { testDatabase } from "./helpers.ts";
+import { assertInvariants, killWorkers, runWork } from "./worker_helpers.ts";
+
+const PROGRAM = `
+  CREATE TABLE notes (note text, written_in text DEFAULT current_database());
+  CREATE FUNCTION remote_note(params jsonb) RETURNS TABLE (note text, db text) LANGUAGE plpgsql AS $$
+  BEGIN
+    INSERT INTO notes (note) VALUES (params ->> 'note');
+    IF (params ->> 'fail')::boolean THEN RAISE EXCEPTION 'failed on %', current_database(); END IF;
+    RETURN QUERY SELECT params ->> 'note', current_database()::text;
+  END $$;
+`;
+
+async function setUp(sql: Sql): Promise<number> {
+  await sql.unsafe(PROGRAM);
+  return (await registerProgram(sql, "remote note", "remote_note")).programId;
+}
+
+Deno.test("remote tasks run on their host and are recorded here", async () => {
+  const main = await testDatabase("worker_remote_main", { install: true });
+  const replica = await testDatabase("worker_remote_replica", { install: true });
+  try {
+    const program = await setUp(main.sql);
+    assert.equal(await setUp(replica.sql), program, "same program id on both, as on a replica");
+    const { hostname: host, port } = new URL(main.url);
+    const there = { host, port: port || "5432" };
+
+    const remote = await enqueue(main.sql, {
+      program,
+      params: [{ note: "r1" }, { note: "r2" }],
+      ...there,
+    });
+    const [failing] = await enqueue(main.sql, {
+      program,
+      params: [{ note: "bad", fail: true }],
+      maxAttempts: 1,
+      ...there,
+    });
+    const [unreachable] = await enqueue(main.sql, {
+      program,
+      params: [{ note: "nowhere" }],
+      host: "127.0.0.1",
+      port: 1,
+      maxAttempts: 2,
+    });
+    const [local] = await enqueue(main.sql, { program, params: [{ note: "here" }] });
+
+    const { code, stdout, stderr } = await runWork(main.url, [
+      "--drain",
+      "--poll-interval",
+      "100",
+      "--remote-database",
+      replica.name,
+    ]);
+    assert.equal(code, 0, stderr);
+    await assertInvariants(main.sql);
+
+    const results = new Map(
+      (await main.sql<{ task_id: number; status: string; result: string }[]>`
+        SELECT task_id, status, result FROM tasks`).map((r) => [r.task_id, r]),
+    );
+    for (const id of remote) {
+      assert.equal(results.get(id)?.status, "finished");
+      assert.match(
+        results.get(id)!.result,
+        new RegExp(`^attempt 1 of 3\\n.*\\n.*\\nr\\d +${replica.name}`),
+      );
+    }
+    assert.equal(results.get(failing)?.status, "error");
+    assert.match(
+      results.get(failing)!.result,
+      new RegExp(`^attempt 1 of 1\\nfailed on ${replica.name}\\nPL/pgSQL function remote_note`),
+    );
+    assert.equal(results.get(unreachable)?.status, "error");
+    assert.match(
+      results.get(unreachable)!.result,
+      /^attempt 2 of 2\ncannot reach 127\.0\.0\.1:1: /,
+    );
+    assert.match(
+      stdout,
+      new RegExp(`task ${unreachable} remote note attempt 1/2 \\d+ ms retry: cannot reach`),
+    );
+    assert.match(results.get(local)!.result, new RegExp(`here +${main.name}`));
+
+    const notesThere = await replica.sql<{ note: string }[]>`SELECT note FROM notes ORDER BY note`;
+    assert.deepEqual(notesThere.map((n) => n.note), ["r1", "r2"], "the failed one rolled back");
+    const notesHere = await main.sql<{ note: string }[]>`SELECT note FROM notes`;
+    assert.deepEqual(notesHere.map((n) => n.note), ["here"]);
+    assert.equal((await replica.sql`SELECT 1 FROM tasks`).length, 0, "nothing queued there");
+  } finally {
+    await killWorkers();
+    await main.drop();
+    await replica.drop();
+  }
+});
