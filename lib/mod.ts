@@ -13,7 +13,7 @@
  * @module
  */
 export { client, connect, type ConnectOptions, type Database, type Sql } from "./db.ts";
-export { RetaskError, type ErrorCode } from "./errors.ts";
+export { type ErrorCode, RetaskError } from "./errors.ts";
 export { install, type InstallResult, SCHEMA_VERSION } from "./schema.ts";
 export {
   enqueue,
@@ -29,3 +29,6 @@ export {
   type Task,
 } from "./queue.ts";
 export { embeddedDataDir, startEmbedded, stopEmbedded } from "./embedded.ts";
+export { makeWorkerId, runWorker, type RunWorkerOptions, type WorkerSummary } from "./worker.ts";
+export { WORKER_DEFAULTS, type WorkerSettings } from "./worker_options.ts";
+export type { TaskOutcome, WorkerLog } from "./outcome.ts";
