@@ -6,6 +6,10 @@ import { Command, CommanderError } from "commander";
 import denoJson from "./deno.json" with { type: "json" };
 import { installCommand } from "./commands/install.ts";
 import { workCommand } from "./commands/work.ts";
+import { registerCommand } from "./commands/register.ts";
+import { enqueueCommand } from "./commands/enqueue.ts";
+import { statusCommand } from "./commands/status.ts";
+import { demoCommand } from "./commands/demo.ts";
 import { toRetaskError } from "./lib/errors.ts";
 
 /** Builds the whole command tree; exported for tests. */
@@ -23,6 +27,10 @@ export function buildCli(): Command {
   const commands = [
     installCommand(),
     workCommand(),
+    registerCommand(),
+    enqueueCommand(),
+    statusCommand(),
+    demoCommand(),
   ];
   for (const sub of commands) {
     // addCommand does not pass on exitOverride and the error output; copy them

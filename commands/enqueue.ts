@@ -1,0 +1,84 @@
+/**
+ * `retask enqueue <program>`: queue one or more tasks of a program.
+ * @module
+ */
+import { Command } from "commander";
+import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../lib/format.ts";
+import { RetaskError } from "../lib/errors.ts";
+import { enqueue, type EnqueueOptions, listPrograms, resolveProgram } from "../lib/queue.ts";
+import { requireInstalled } from "../lib/status.ts";
+import { printJson, withDatabase } from "./common.ts";
+
+interface EnqueueFlags {
+  params?: string;
+  maxAttempts?: string;
+  host?: string;
+  port?: string;
+  count?: string;
+  runAfter?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** The most tasks one command queues (one INSERT). */
+const MAX_COUNT = 100_000;
+
+/** Every flag checked before anything connects, so bad input never reaches the database. */
+function enqueueOptions(program: string, flags: EnqueueFlags): EnqueueOptions {
+  const params = flags.params === undefined ? {} : parseJsonObject("--params", flags.params);
+  const count = flags.count === undefined
+    ? 1
+    : parseInteger("--count", flags.count, { min: 1, max: MAX_COUNT });
+  if ((flags.host === undefined) !== (flags.port === undefined)) {
+    throw new RetaskError(
+      "usage",
+      flags.host === undefined ? "--port needs --host" : "--host needs --port",
+    );
+  }
+  const options: EnqueueOptions = { program, params: Array(count).fill(params) };
+  if (flags.host !== undefined) {
+    if (flags.host.trim() === "") throw new RetaskError("invalid_input", "--host is empty");
+    options.host = flags.host;
+    options.port = parseInteger("--port", flags.port!, { min: 1, max: 65535 });
+  }
+  if (flags.maxAttempts !== undefined) {
+    options.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts, { min: 1, max: 100 });
+  }
+  if (flags.runAfter !== undefined) options.runAfter = parseRunAfter("--run-after", flags.runAfter);
+  return options;
+}
+
+/** Builds the `enqueue` subcommand. */
+export function enqueueCommand(): Command {
+  return new Command("enqueue")
+    .description("queue tasks of a program; prints the new task ids")
+    .argument("<program>", "program name or id (see retask register)")
+    .option("--params <json>", "the program's argument, a JSON object (default {})")
+    .option("--count <n>", "queue n identical tasks (default 1)")
+    .option("--max-attempts <n>", "attempts in all for these tasks, 1 to 100 (default: program's)")
+    .option("--host <host>", "run on this server instead (needs --port)")
+    .option("--port <port>", "port of --host")
+    .option("--run-after <time>", "not before this ISO time, or after a delay: 90s, 15m, 2h, 1d")
+    .option("--json", "print {program_id, task_ids} as JSON")
+    .option("-q, --quiet", "print only the task ids, one per line")
+    .action(async (program: string, flags: EnqueueFlags, command: Command) => {
+      const options = enqueueOptions(program, flags);
+      const { programId, name, taskIds } = await withDatabase(command, async (db) => {
+        await requireInstalled(db.sql);
+        return await db.sql.begin(async (tx) => {
+          const programId = await resolveProgram(tx, program);
+          const taskIds = await enqueue(tx, { ...options, program: programId });
+          const name = (await listPrograms(tx)).find((p) => p.program_id === programId)?.name;
+          return { programId, name, taskIds };
+        });
+      });
+      if (flags.json) return printJson({ program_id: programId, task_ids: taskIds });
+      if (flags.quiet) return console.log(taskIds.join("\n"));
+      const of = `of program "${name}" (id ${programId})`;
+      console.log(
+        taskIds.length === 1
+          ? `queued task ${taskIds[0]} ${of}`
+          : `queued ${taskIds.length} tasks ${of}: ${formatIdRanges(taskIds)}`,
+      );
+    });
+}

@@ -1,0 +1,74 @@
+/**
+ * `retask register <name> <function>`: make a SQL function a program, or update
+ * the program of that name.
+ * @module
+ */
+import { Command } from "commander";
+import { parseInteger } from "../lib/format.ts";
+import { RetaskError } from "../lib/errors.ts";
+import { listPrograms, registerProgram, type RetryPolicy } from "../lib/queue.ts";
+import { requireInstalled } from "../lib/status.ts";
+import { printJson, withDatabase } from "./common.ts";
+
+interface RegisterFlags {
+  maxAttempts?: string;
+  retryDelay?: string;
+  retryBackoff?: string;
+  retryDelayMax?: string;
+  json?: boolean;
+}
+
+/** Checks the flags before anything connects; PostgreSQL checks the intervals. */
+function retryPolicy(flags: RegisterFlags): RetryPolicy {
+  const policy: RetryPolicy = {};
+  if (flags.maxAttempts !== undefined) {
+    policy.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts, { min: 1, max: 100 });
+  }
+  if (flags.retryBackoff !== undefined) {
+    if (flags.retryBackoff !== "fixed" && flags.retryBackoff !== "exponential") {
+      throw new RetaskError(
+        "invalid_input",
+        `--retry-backoff must be fixed or exponential, got "${flags.retryBackoff}"`,
+      );
+    }
+    policy.retryBackoff = flags.retryBackoff;
+  }
+  if (flags.retryDelay !== undefined) policy.retryDelay = flags.retryDelay;
+  if (flags.retryDelayMax !== undefined) policy.retryDelayMax = flags.retryDelayMax;
+  return policy;
+}
+
+/** Builds the `register` subcommand. */
+export function registerCommand(): Command {
+  return new Command("register")
+    .description(
+      "register a SQL function taking one jsonb as a program (updates the program of that name)",
+    )
+    .argument("<name>", "the program's name, used by enqueue and status")
+    .argument("<function>", "a function f(params jsonb), optionally schema-qualified")
+    .option("--max-attempts <n>", "attempts in all, 1 to 100 (new programs: 3)")
+    .option("--retry-delay <interval>", "wait before a retry, e.g. '5 seconds' (new programs: 0)")
+    .option("--retry-backoff <kind>", "fixed, or exponential (doubling, with jitter)")
+    .option("--retry-delay-max <interval>", "cap on an exponential delay (new programs: 1 hour)")
+    .option("--json", "print the program and whether it was created as one JSON object")
+    .action(async (name: string, func: string, flags: RegisterFlags, command: Command) => {
+      const policy = retryPolicy(flags);
+      const { registered, program } = await withDatabase(command, async (db) => {
+        await requireInstalled(db.sql);
+        const registered = await registerProgram(db.sql, name, func, policy);
+        const program = (await listPrograms(db.sql)).find((p) =>
+          p.program_id === registered.programId
+        )!;
+        return { registered, program };
+      });
+      if (flags.json) return printJson({ ...program, created: registered.created });
+      const verb = registered.created ? "registered" : "updated";
+      const delay = program.retry_backoff === "exponential"
+        ? `exponential from ${program.retry_delay} up to ${program.retry_delay_max}`
+        : `fixed ${program.retry_delay}`;
+      console.log(
+        `${verb} program "${program.name}" (id ${program.program_id}): ${program.func}, ` +
+          `${program.max_attempts} attempts at most, retry delay ${delay}`,
+      );
+    });
+}

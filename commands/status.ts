@@ -1,0 +1,188 @@
+/**
+ * `retask status [task_id]`: the newest tasks and a count per status, or one
+ * task with every attempt it made; `--watch` redraws until interrupted.
+ * @module
+ */
+import { Command } from "commander";
+import type { Database } from "../lib/db.ts";
+import { RetaskError } from "../lib/errors.ts";
+import {
+  formatDuration,
+  formatTimestamp,
+  type Palette,
+  palette,
+  parseInteger,
+  renderTable,
+  resultSummary,
+} from "../lib/format.ts";
+import {
+  getTask,
+  listTasks,
+  parseStatus,
+  requireInstalled,
+  STATUSES,
+  type TaskDetail,
+  type TaskFilter,
+  type TaskList,
+  type TaskStatus,
+} from "../lib/status.ts";
+import { printJson, withDatabase } from "./common.ts";
+
+interface StatusFlags {
+  status?: string;
+  program?: string;
+  limit?: string;
+  json?: boolean;
+  watch?: boolean;
+  interval?: string;
+}
+
+function paintStatus(status: TaskStatus | string, paint: Palette): string {
+  switch (status) {
+    case "finished":
+      return paint.green(status);
+    case "error":
+    case "lost":
+      return paint.red(status);
+    case "running":
+      return paint.yellow(status);
+    default:
+      return paint.cyan(status);
+  }
+}
+
+/** The task table and the counts line, as `retask status` prints them. */
+export function renderTaskList(list: TaskList, paint: Palette = palette()): string {
+  // on a terminal the result column is cut to fit; piped, lines stay whole for grep
+  const maxWidth = Deno.stdout.isTerminal() ? Math.max(Deno.consoleSize().columns, 60) : undefined;
+  const rows = list.tasks.map((t) => [
+    String(t.task_id),
+    t.program ?? `#${t.program_id}`,
+    paintStatus(t.status, paint),
+    `${t.attempt} of ${t.max_attempts}`,
+    formatTimestamp(t.started),
+    formatDuration(t.duration_ms),
+    t.status === "scheduled" && t.run_after.getTime() > Date.now()
+      ? `(waits until ${formatTimestamp(t.run_after)})`
+      : resultSummary(t.result),
+  ]);
+  const headers = ["id", "program", "status", "attempt", "started", "duration", "result"];
+  const lines = renderTable(headers, rows, { align: ["right"], paint, maxWidth });
+  const counts = STATUSES.map((s) => `${paintStatus(s, paint)} ${list.counts[s]}`).join("  ");
+  const shown = list.tasks.length < list.matching
+    ? paint.dim(`  (showing the newest ${list.tasks.length} of ${list.matching})`)
+    : "";
+  if (list.tasks.length === 0) lines.splice(0, lines.length, "no tasks match");
+  return [...lines, "", `${counts}${shown}`].join("\n");
+}
+
+/** One task, its full result and every attempt, as `retask status <task_id>` prints it. */
+export function renderTaskDetail(detail: TaskDetail, paint: Palette = palette()): string {
+  const { task, attempts } = detail;
+  const field = (name: string, value: string) => `${paint.bold(name.padEnd(9))} ${value}`;
+  const lines = [
+    field("task", String(task.task_id)),
+    field("program", `${task.program ?? "(deleted)"} (id ${task.program_id})`),
+    field(
+      "status",
+      `${paintStatus(task.status, paint)}, attempt ${task.attempt} of ${task.max_attempts}`,
+    ),
+    field("params", JSON.stringify(task.params)),
+    field("created", formatTimestamp(task.created)),
+  ];
+  if (task.status === "scheduled" && task.run_after.getTime() > Date.now()) {
+    lines.push(field("run after", formatTimestamp(task.run_after)));
+  }
+  if (task.host) lines.push(field("runs on", `${task.host}:${task.port}`));
+  lines.push(paint.bold("result"));
+  lines.push(...(task.result ?? "(none yet)").trimEnd().split("\n").map((l) => `  ${l}`));
+  lines.push(paint.bold(`attempts (${attempts.length})`));
+  for (const a of attempts) {
+    lines.push(
+      `  ${a.attempt}. ${paintStatus(a.outcome, paint)}  ${formatTimestamp(a.started)}  ` +
+        formatDuration(a.duration_ms),
+    );
+    if (a.error) lines.push(`     ${a.error}`);
+    if (a.context) lines.push(...a.context.split("\n").map((l) => paint.dim(`     ${l}`)));
+  }
+  if (task.status === "running") {
+    lines.push(
+      `  ${task.attempt}. ${paintStatus("running", paint)}  ${formatTimestamp(task.started)}  ` +
+        `${formatDuration(task.duration_ms)} so far${task.worker ? ` on ${task.worker}` : ""}`,
+    );
+  }
+  if (attempts.length === 0 && task.status !== "running") lines.push("  none yet");
+  return lines.join("\n");
+}
+
+/** Flags checked before connecting: a task id, or filters. */
+function parseQuery(taskId: string | undefined, flags: StatusFlags) {
+  if (taskId !== undefined) {
+    if (flags.status !== undefined || flags.program !== undefined || flags.limit !== undefined) {
+      throw new RetaskError("usage", "status <task_id> takes no --status, --program or --limit");
+    }
+    return { taskId: parseInteger("task id", taskId, { min: 1 }) };
+  }
+  const filter: TaskFilter = {};
+  if (flags.status !== undefined) filter.status = parseStatus(flags.status);
+  if (flags.program !== undefined) filter.program = flags.program;
+  if (flags.limit !== undefined) filter.limit = parseInteger("--limit", flags.limit, { min: 1 });
+  return { filter };
+}
+
+/** Runs `draw` now and every `intervalMs` until SIGINT (Ctrl-C), which ends it normally. */
+async function watch(intervalMs: number, draw: () => Promise<void>): Promise<void> {
+  const stop = new AbortController();
+  const onInterrupt = () => stop.abort();
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    while (!stop.signal.aborted) {
+      await draw();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, intervalMs);
+        stop.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}
+
+/** Builds the `status` subcommand. */
+export function statusCommand(): Command {
+  return new Command("status")
+    .description("list the newest tasks and a count per status, or show one task's attempts")
+    .argument("[task_id]", "show this task: its full result and every attempt")
+    .option("--status <status>", `only tasks in this status: ${STATUSES.join(", ")}`)
+    .option("--program <program>", "only tasks of this program (name or id)")
+    .option("--limit <n>", "show the newest n tasks (default 20)")
+    .option("--json", "print JSON: {tasks, counts, matching}, or {task, attempts} for one task")
+    .option("--watch", "redraw until interrupted (Ctrl-C)")
+    .option("--interval <seconds>", "seconds between redraws with --watch (default 1)")
+    .action(async (taskId: string | undefined, flags: StatusFlags, command: Command) => {
+      const query = parseQuery(taskId, flags);
+      const seconds = flags.interval === undefined
+        ? 1
+        : parseInteger("--interval", flags.interval, { min: 1, max: 3600 });
+      const clear = flags.watch && !flags.json && Deno.stdout.isTerminal();
+      const show = async (db: Database) => {
+        const data = query.taskId !== undefined
+          ? await getTask(db.sql, query.taskId)
+          : await listTasks(db.sql, query.filter);
+        if (flags.json) return printJson(data);
+        const text = "task" in data ? renderTaskDetail(data) : renderTaskList(data);
+        // home + clear screen: redraw in place instead of scrolling
+        if (clear) console.log(`\x1b[H\x1b[2J${formatTimestamp(new Date())}\n`);
+        console.log(text);
+        if (flags.watch && !clear) console.log("");
+      };
+      await withDatabase(command, async (db) => {
+        await requireInstalled(db.sql);
+        if (flags.watch) await watch(seconds * 1000, () => show(db));
+        else await show(db);
+      });
+    });
+}

@@ -1,0 +1,257 @@
+/**
+ * The demo of the seed's check: run `retask_lucky` many times through the real
+ * queue and worker, count on which attempt each run ended, and compare the
+ * counts with what the retry rule predicts (a chi-square goodness-of-fit test).
+ * @module
+ */
+import type { Sql } from "./db.ts";
+import { RetaskError } from "./errors.ts";
+import { enqueue, registerProgram } from "./queue.ts";
+import { install } from "./schema.ts";
+import { runWorker } from "./worker.ts";
+
+/** Attempts per demo task: the seed's "no more than three times". */
+export const DEMO_ATTEMPTS = 3;
+
+/** The program name the demo registers `retask_lucky` under. */
+export const DEMO_PROGRAM = "lucky";
+
+/**
+ * Shares of runs that finish on attempt 1..n, then the share that fails all n:
+ * `p, (1-p)p, (1-p)²p, …, (1-p)ⁿ`.
+ */
+export function expectedShares(probability: number, attempts = DEMO_ATTEMPTS): number[] {
+  const shares = [];
+  for (let k = 0; k < attempts; k++) shares.push((1 - probability) ** k * probability);
+  shares.push((1 - probability) ** attempts);
+  return shares;
+}
+
+/** erfc(x) for x ≥ 0, relative error below 1.2e-7 (Numerical Recipes' `erfcc`). */
+function erfc(x: number): number {
+  const t = 1 / (1 + x / 2);
+  const poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+                t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+                                t * (-0.82215223 + t * 0.17087277))))))));
+  return t * Math.exp(poly);
+}
+
+/**
+ * P(X ≥ x) for X chi-square distributed with `df` (a whole number ≥ 1) degrees
+ * of freedom, in closed form: for df = 3, erfc(√(x/2)) + √(2x/π)·e^(−x/2); each
+ * further two degrees add a term (x/2)^(k/2)·e^(−x/2) / Γ(k/2 + 1).
+ */
+export function chiSquareSurvival(x: number, df: number): number {
+  if (!Number.isInteger(df) || df < 1) {
+    throw new RangeError(`df must be a whole number ≥ 1, got ${df}`);
+  }
+  if (!(x > 0)) return 1;
+  if (x === Infinity) return 0;
+  const half = x / 2;
+  const odd = df % 2 === 1;
+  let q = odd ? erfc(Math.sqrt(half)) : Math.exp(-half);
+  // the term for k: (x/2)^(k/2) e^(-x/2) / Γ(k/2 + 1); the next is this · (x/2) / (k/2 + 1)
+  let term = odd
+    ? Math.sqrt(half) * Math.exp(-half) / (Math.sqrt(Math.PI) / 2)
+    : half * Math.exp(-half);
+  for (let k = odd ? 1 : 2; k < df; k += 2) {
+    q += term;
+    term *= half / (k / 2 + 1);
+  }
+  return Math.min(1, Math.max(0, q));
+}
+
+/** A chi-square goodness-of-fit test of counts against expected shares. */
+export interface GoodnessOfFit {
+  /** Σ (observed − expected)² / expected over the outcomes that can happen. */
+  statistic: number;
+  /** Outcomes that can happen, minus one. */
+  degreesOfFreedom: number;
+  /** P(a fit this bad or worse | the shares are right); null with under two possible outcomes. */
+  pValue: number | null;
+  /** Some expected count is below 5, where the test is only approximate. */
+  approximate: boolean;
+}
+
+/** Tests `observed` counts against `shares` (summing to 1), skipping impossible outcomes. */
+export function chiSquareTest(
+  observed: readonly number[],
+  shares: readonly number[],
+): GoodnessOfFit {
+  const total = observed.reduce((a, b) => a + b, 0);
+  let statistic = 0;
+  let possible = 0;
+  let approximate = false;
+  observed.forEach((count, i) => {
+    const expected = total * shares[i];
+    if (expected === 0) {
+      if (count > 0) statistic = Infinity; // an impossible outcome happened
+      return;
+    }
+    possible++;
+    if (expected < 5) approximate = true;
+    statistic += (count - expected) ** 2 / expected;
+  });
+  const degreesOfFreedom = Math.max(0, possible - 1);
+  const pValue = statistic === Infinity
+    ? 0
+    : degreesOfFreedom === 0
+    ? null
+    : chiSquareSurvival(statistic, degreesOfFreedom);
+  return { statistic, degreesOfFreedom, pValue, approximate };
+}
+
+/** What {@link runDemo} runs. */
+export interface DemoOptions {
+  /** Tasks to enqueue (one run each). */
+  runs: number;
+  /** Chance that one call of retask_lucky succeeds. */
+  probability: number;
+  /** Tasks the in-process worker runs at once. */
+  concurrency: number;
+  /** Stops the worker; the demo then fails with "interrupted". */
+  signal?: AbortSignal;
+  /** Called as runs end (finished, or failed for good), with how many have. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** One row of the distribution. */
+export interface DemoRow {
+  /** `finished on attempt k`, or `failed after 3 attempts`. */
+  outcome: string;
+  /** k for the finished rows, null for the failed row. */
+  attempt: number | null;
+  observed: number;
+  expected_share: number;
+}
+
+/** What the demo found. Field names are the `demo --json` output. */
+export interface DemoResult {
+  program_id: number;
+  runs: number;
+  probability: number;
+  concurrency: number;
+  max_attempts: number;
+  /** The demo's own tasks run from the first to the last id (others may be in between). */
+  first_task_id: number;
+  last_task_id: number;
+  /** From enqueueing to the last run's end. */
+  elapsed_ms: number;
+  rows: DemoRow[];
+  chi_square: number;
+  degrees_of_freedom: number;
+  p_value: number | null;
+  /** Some expected count is below 5: the p-value is approximate. */
+  approximate: boolean;
+  /** Task ids worth showing: one that finished on attempt 2, one that needed all 3. */
+  examples: { two_attempts: number | null; three_attempts: number | null };
+}
+
+/** Counts of this run's tasks by how they ended; `done` is how many ended for good. */
+async function tally(sql: Sql, ids: number[]) {
+  const rows = await sql<{ status: string; attempt: number; n: number }[]>`
+    SELECT status, attempt_count AS attempt, count(*)::int AS n FROM public.tasks
+    WHERE task_id = ANY(${ids}::bigint[]) AND status IN ('finished', 'error')
+    GROUP BY 1, 2`;
+  const observed = Array<number>(DEMO_ATTEMPTS + 1).fill(0);
+  for (const r of rows) {
+    observed[r.status === "error" ? DEMO_ATTEMPTS : r.attempt - 1] += r.n;
+  }
+  return { observed, done: observed.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * Installs the schema if needed, registers `retask_lucky` as program "lucky",
+ * enqueues `runs` tasks, processes them with the in-process worker, and tests
+ * the distribution of attempts against the expected shares. Only this run's
+ * tasks are counted, whatever earlier demos left behind.
+ */
+export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResult> {
+  const { runs, probability, concurrency, signal } = options;
+  await install(sql);
+  const { programId } = await registerProgram(sql, DEMO_PROGRAM, "retask_lucky");
+  const started = performance.now();
+  // the attempts and an immediate retry are set per task, so a program policy
+  // changed since (say, a retry delay) cannot change what the demo measures
+  const ids = await enqueue(sql, {
+    program: programId,
+    params: Array(runs).fill({ probability }),
+    maxAttempts: DEMO_ATTEMPTS,
+    retryDelay: "0",
+    retryBackoff: "fixed",
+  });
+  options.onProgress?.(0, runs);
+
+  // The worker stops once this run's tasks have all ended, not when the queue
+  // drains: a task scheduled for later would keep a drain waiting until then.
+  const allEnded = new AbortController();
+  const stop = signal ? AbortSignal.any([signal, allEnded.signal]) : allEnded.signal;
+  const mine = new Set(ids);
+  let done = 0;
+  // another worker may run some of them: its outcomes never reach onOutcome
+  const look = setInterval(() => {
+    tally(sql, ids).then((t) => t.done === runs && allEnded.abort(), () => {});
+  }, 500);
+  try {
+    await runWorker(sql, {
+      concurrency,
+      drain: true,
+      signal: stop,
+      onOutcome(event) {
+        if (mine.has(event.taskId) && (event.status === "finished" || event.status === "error")) {
+          options.onProgress?.(++done, runs);
+          if (done === runs) allEnded.abort();
+        }
+      },
+    });
+  } catch (error) {
+    if (!stop.aborted) throw error;
+  } finally {
+    clearInterval(look);
+  }
+  const { observed, done: ended } = await tally(sql, ids);
+  if (ended < runs) {
+    // unstarted demo runs would otherwise wait for the next worker (or demo) to drain them
+    const removed = await sql`
+      DELETE FROM public.tasks WHERE task_id = ANY(${ids}::bigint[]) AND status = 'scheduled'`;
+    const why = signal?.aborted ? "interrupted" : "another worker still holds some of its runs";
+    throw new RetaskError(
+      "internal",
+      `demo ${why}: ${ended} of ${runs} runs ended; removed the ${removed.count} not yet run`,
+    );
+  }
+  options.onProgress?.(runs, runs);
+  const elapsed = performance.now() - started;
+
+  const shares = expectedShares(probability);
+  const fit = chiSquareTest(observed, shares);
+  const [examples] = await sql<{ two_attempts: number | null; three_attempts: number | null }[]>`
+    SELECT (SELECT min(task_id) FROM public.tasks WHERE task_id = ANY(${ids}::bigint[])
+              AND status = 'finished' AND attempt_count = 2) AS two_attempts,
+           (SELECT task_id FROM public.tasks WHERE task_id = ANY(${ids}::bigint[])
+              AND attempt_count = ${DEMO_ATTEMPTS}
+            ORDER BY status <> 'finished', task_id LIMIT 1) AS three_attempts`;
+  return {
+    program_id: programId,
+    runs,
+    probability,
+    concurrency,
+    max_attempts: DEMO_ATTEMPTS,
+    first_task_id: ids.reduce((a, b) => Math.min(a, b)),
+    last_task_id: ids.reduce((a, b) => Math.max(a, b)),
+    elapsed_ms: Math.round(elapsed),
+    rows: observed.map((count, i) => ({
+      outcome: i < DEMO_ATTEMPTS
+        ? `finished on attempt ${i + 1}`
+        : `failed after ${DEMO_ATTEMPTS} attempts`,
+      attempt: i < DEMO_ATTEMPTS ? i + 1 : null,
+      observed: count,
+      expected_share: shares[i],
+    })),
+    chi_square: fit.statistic,
+    degrees_of_freedom: fit.degreesOfFreedom,
+    p_value: fit.pValue,
+    approximate: fit.approximate,
+    examples: { two_attempts: examples.two_attempts, three_attempts: examples.three_attempts },
+  };
+}

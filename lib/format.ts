@@ -1,0 +1,273 @@
+/**
+ * Text for people: colours that honour `NO_COLOR` and pipes, tables, durations,
+ * timestamps, progress bars; and the reverse, turning command-line text into
+ * checked values with errors that say what to fix.
+ * @module
+ */
+import { RetaskError } from "./errors.ts";
+
+/** Styles text with ANSI colours, or leaves it alone when colour is off. */
+export interface Palette {
+  enabled: boolean;
+  bold(text: string): string;
+  dim(text: string): string;
+  red(text: string): string;
+  green(text: string): string;
+  yellow(text: string): string;
+  blue(text: string): string;
+  cyan(text: string): string;
+}
+
+/** True when output to `stream` should be coloured: a terminal, and `NO_COLOR` unset or empty. */
+export function colorEnabled(stream: { isTerminal(): boolean } = Deno.stdout): boolean {
+  // https://no-color.org: any non-empty value turns colour off
+  if (Deno.env.get("NO_COLOR")) return false;
+  return stream.isTerminal();
+}
+
+/** A palette that colours when `enabled` (default: {@link colorEnabled} for stdout). */
+export function palette(enabled: boolean = colorEnabled()): Palette {
+  const style = (open: number, close: number) => (text: string) =>
+    enabled ? `\x1b[${open}m${text}\x1b[${close}m` : text;
+  return {
+    enabled,
+    bold: style(1, 22),
+    dim: style(2, 22),
+    red: style(31, 39),
+    green: style(32, 39),
+    yellow: style(33, 39),
+    blue: style(34, 39),
+    cyan: style(36, 39),
+  };
+}
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** `text` without its ANSI colour codes. */
+export function stripAnsi(text: string): string {
+  return text.replace(ANSI, "");
+}
+
+/** Characters a terminal shows for `text`: ANSI codes removed, code points counted. */
+export function visibleLength(text: string): number {
+  return [...stripAnsi(text)].length;
+}
+
+/** Shortens `text` to `max` visible characters, ending in "…" when cut. */
+export function truncate(text: string, max: number): string {
+  const chars = [...text];
+  return chars.length <= max ? text : chars.slice(0, Math.max(0, max - 1)).join("") + "…";
+}
+
+/** Column alignment for {@link renderTable}. */
+export type Align = "left" | "right";
+
+/** Options for {@link renderTable}. */
+export interface TableOptions {
+  /** Per column; default left. */
+  align?: Align[];
+  /** Makes the header bold when colour is on. */
+  paint?: Palette;
+  /** Cuts the last column (which must be uncoloured) so lines fit this width. */
+  maxWidth?: number;
+}
+
+/**
+ * Lays rows out in columns two spaces apart, padding by visible width so
+ * coloured cells line up. Returns the lines, header first.
+ */
+export function renderTable(
+  headers: string[],
+  rows: string[][],
+  options: TableOptions = {},
+): string[] {
+  const last = headers.length - 1;
+  if (options.maxWidth !== undefined) {
+    const others = headers.slice(0, last).reduce(
+      (sum, h, c) => sum + 2 + Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[c]))),
+      0,
+    );
+    const room = Math.max(visibleLength(headers[last]), options.maxWidth - others);
+    rows = rows.map((r) => [...r.slice(0, last), truncate(r[last], room)]);
+  }
+  const widths = headers.map((h, c) =>
+    Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[c] ?? "")))
+  );
+  const line = (cells: string[]) =>
+    cells.map((cell, c) => {
+      const pad = " ".repeat(widths[c] - visibleLength(cell));
+      if (options.align?.[c] === "right") return pad + cell;
+      return c === last ? cell : cell + pad;
+    }).join("  ").trimEnd();
+  const header = line(headers);
+  return [options.paint ? options.paint.bold(header) : header, ...rows.map(line)];
+}
+
+/** A duration for people: `850ms`, `1.2s`, `3m 05s`, `2h 07m`, `3d 4h`. */
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "";
+  if (ms < 0) ms = 0;
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)}s`;
+  const two = (n: number) => String(n).padStart(2, "0");
+  const whole = Math.round(seconds);
+  if (whole < 3600) return `${Math.floor(whole / 60)}m ${two(whole % 60)}s`;
+  if (whole < 86400) return `${Math.floor(whole / 3600)}h ${two(Math.floor(whole / 60) % 60)}m`;
+  return `${Math.floor(whole / 86400)}d ${Math.floor(whole / 3600) % 24}h`;
+}
+
+/** A timestamp in local time, `YYYY-MM-DD HH:MM:SS`; empty for none. */
+export function formatTimestamp(date: Date | null | undefined): string {
+  if (!date) return "";
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ` +
+    `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`;
+}
+
+/** A share as a percentage with one decimal: `0.147` → `14.7%`. */
+export function formatPercent(share: number): string {
+  return `${(share * 100).toFixed(1)}%`;
+}
+
+/** Ids as ranges: `[1, 2, 3, 7]` → `1-3, 7`. */
+export function formatIdRanges(ids: readonly number[]): string {
+  const sorted = [...ids].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    const start = sorted[i];
+    while (i + 1 < sorted.length && sorted[i + 1] === sorted[i] + 1) i++;
+    parts.push(start === sorted[i] ? String(start) : `${start}-${sorted[i]}`);
+  }
+  return parts.join(", ");
+}
+
+/** `[#######.......]  412/1000  41%`, `width` characters of bar. */
+export function progressBar(done: number, total: number, width = 30): string {
+  const share = total > 0 ? Math.min(1, done / total) : 1;
+  const filled = Math.round(share * width);
+  return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ` +
+    `${String(done).padStart(String(total).length)}/${total} ${
+      String(Math.floor(share * 100)).padStart(3)
+    }%`;
+}
+
+/** The first line worth showing of a task's result, without its `attempt n of m` line. */
+export function resultSummary(result: string | null | undefined): string {
+  if (!result) return "";
+  const lines = result.split("\n");
+  if (/^attempt \d+ of \d+$/.test(lines[0])) lines.shift();
+  // A table (header, dashes, rows): its first row says more than its header.
+  if (lines.length >= 2 && /^[- ]+$/.test(lines[1]) && lines[1].includes("-")) {
+    return lines.length > 2 && lines[2].trim() !== "" ? lines[2].trimEnd() : "(no rows)";
+  }
+  return (lines.find((l) => l.trim() !== "") ?? "").trim();
+}
+
+/** Options for {@link parseInteger}. */
+export interface IntegerRange {
+  min?: number;
+  max?: number;
+}
+
+/** Parses a whole number given as `what`; an input error names the flag and the range. */
+export function parseInteger(what: string, text: string, range: IntegerRange = {}): number {
+  const { min = -Infinity, max = Infinity } = range;
+  const value = /^[+-]?[0-9]+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const bounds = max === Infinity
+      ? (min === 1 ? "a positive whole number" : `a whole number of at least ${min}`)
+      : `a whole number from ${min} to ${max}`;
+    throw new RetaskError("invalid_input", `${what} must be ${bounds}, got "${text}"`);
+  }
+  return value;
+}
+
+/** Parses a probability from 0 to 1 given as `what`. */
+export function parseProbability(what: string, text: string): number {
+  const value = /^\s*([0-9]*\.)?[0-9]+\s*$/.test(text) ? Number(text) : NaN;
+  if (!(value >= 0 && value <= 1)) {
+    throw new RetaskError("invalid_input", `${what} must be a number from 0 to 1, got "${text}"`);
+  }
+  return value;
+}
+
+/** The line and column (from 1) of character `position` in `text`. */
+function lineColumn(text: string, position: number): string {
+  const before = text.slice(0, position).split("\n");
+  return `line ${before.length} column ${before[before.length - 1].length + 1}`;
+}
+
+/**
+ * Where `JSON.parse` fails, for the messages that do not say: the longest prefix
+ * that can still begin a valid document ends there (found by bisection).
+ */
+function jsonErrorPosition(text: string): number {
+  const prefixOk = (length: number) => {
+    try {
+      JSON.parse(text.slice(0, length));
+      return true;
+    } catch (error) {
+      const message = (error as Error).message;
+      return message.startsWith("Unexpected end") || message.includes(` at position ${length} `);
+    }
+  };
+  let [lo, hi] = [0, text.length]; // prefixOk(lo) holds, the whole text fails
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (prefixOk(mid)) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Parses `text` as a JSON object given as `what`. Syntax errors keep the
+ * parser's message and give the position; other JSON values are rejected.
+ */
+export function parseJsonObject(what: string, text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    let message = (error as Error).message;
+    if (!/ at position \d+/.test(message)) {
+      const position = jsonErrorPosition(text);
+      message = message.replace(/, ".*" is not valid JSON$/s, "");
+      if (!message.includes("JSON")) message += " in JSON";
+      message += ` at position ${position} (${lineColumn(text, position)})`;
+    }
+    throw new RetaskError("invalid_input", `${what} is not valid JSON: ${message}`, {
+      cause: error,
+    });
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    const kind = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+    throw new RetaskError(
+      "invalid_input",
+      `${what} must be a JSON object such as '{"key": "value"}', got ${kind}`,
+    );
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * A start time: an ISO 8601 date-time (`2030-01-02T03:04:05Z`) or a delay from
+ * `now` such as `90s`, `15m`, `2h`, `1d`.
+ */
+export function parseRunAfter(what: string, text: string, now: Date = new Date()): Date {
+  const delay = /^\+?([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)$/.exec(text.trim());
+  if (delay) {
+    const unit = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[delay[2] as "s" | "m" | "h" | "d"];
+    return new Date(now.getTime() + Number(delay[1]) * unit);
+  }
+  const date = /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(text.trim()) ? new Date(text) : undefined;
+  if (!date || Number.isNaN(date.getTime())) {
+    throw new RetaskError(
+      "invalid_input",
+      `${what} must be an ISO date-time (2030-01-02T03:04:05Z) or a delay (90s, 15m, 2h, 1d), got "${text}"`,
+    );
+  }
+  return date;
+}

@@ -1,0 +1,112 @@
+// `retask register`: create, update, --json, and bad input that changes nothing.
+import assert from "node:assert/strict";
+import { runCli, TEST_FUNCTIONS, testDatabase } from "./helpers.ts";
+
+Deno.test("retask register", async (t) => {
+  const db = await testDatabase("cli_register", { install: true });
+  const { sql } = db;
+  await sql.unsafe(TEST_FUNCTIONS);
+  const programs = () =>
+    sql`SELECT program_id, name, func, max_attempts, retry_delay::text, retry_backoff,
+               retry_delay_max::text FROM programs ORDER BY program_id`;
+
+  try {
+    await t.step("a new name creates a program with the default policy", async () => {
+      const run = await runCli(["register", "lucky", "retask_lucky"], db.url);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stderr, "");
+      assert.match(
+        run.stdout.trim(),
+        /^registered program "lucky" \(id \d+\): public\.retask_lucky, 3 attempts at most, retry delay fixed 00:00:00$/,
+      );
+      assert.equal((await programs()).length, 1);
+    });
+
+    await t.step("the same name updates it; --json shape", async () => {
+      const run = await runCli([
+        "register",
+        "lucky",
+        "retask_lucky",
+        "--max-attempts",
+        "5",
+        "--retry-delay",
+        "2 seconds",
+        "--retry-backoff",
+        "exponential",
+        "--retry-delay-max",
+        "1 minute",
+        "--json",
+      ], db.url);
+      assert.equal(run.code, 0, run.stderr);
+      const [row] = await programs();
+      assert.deepEqual(JSON.parse(run.stdout), {
+        program_id: row.program_id,
+        name: "lucky",
+        func: "public.retask_lucky",
+        max_attempts: 5,
+        retry_delay: "00:00:02",
+        retry_backoff: "exponential",
+        retry_delay_max: "00:01:00",
+        created: false,
+      });
+      assert.equal((await programs()).length, 1, "updated in place, not added");
+      const plain = await runCli(["register", "lucky", "retask_lucky"], db.url);
+      assert.match(
+        plain.stdout,
+        /^updated program "lucky" .*5 attempts at most, retry delay exponential from 00:00:02 up to 00:01:00$/m,
+        "options not given keep their value",
+      );
+    });
+
+    await t.step("bad input exits 2 with one line and changes nothing", async () => {
+      const before = await programs();
+      const cases: [string[], RegExp][] = [
+        [
+          ["register", "x", "no_such_function"],
+          /function no_such_function\(jsonb\) does not exist/,
+        ],
+        [
+          ["register", "x", "always_ok", "--max-attempts", "0"],
+          /--max-attempts must be .* 1 to 100/,
+        ],
+        [["register", "x", "always_ok", "--max-attempts", "three"], /--max-attempts/],
+        [["register", "x", "always_ok", "--retry-backoff", "linear"], /fixed or exponential/],
+        [
+          ["register", "x", "always_ok", "--retry-delay", "soon"],
+          /invalid input syntax for type interval/,
+        ],
+        [["register", "x", "always_ok", "--retry-delay", "-5 seconds"], /cannot be negative/],
+        [["register", "", "always_ok"], /program name is empty/],
+      ];
+      for (const [args, message] of cases) {
+        const run = await runCli(args, db.url);
+        assert.equal(run.code, 2, `${args.join(" ")}: ${run.stderr}`);
+        assert.equal(run.stdout, "");
+        const lines = run.stderr.trimEnd().split("\n");
+        assert.equal(lines.length, 1, run.stderr);
+        assert.match(lines[0], /^retask: /);
+        assert.match(lines[0], message);
+      }
+      const missing = await runCli(["register", "x"], db.url);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /^retask: error: missing required argument 'function'/);
+      assert.deepEqual(await programs(), before);
+    });
+
+    await t.step("a database without retask says to install it, exit 1", async () => {
+      const bare = await testDatabase("cli_register_bare");
+      try {
+        const run = await runCli(["register", "lucky", "retask_lucky"], bare.url);
+        assert.equal(run.code, 1);
+        assert.equal(
+          run.stderr.trim(),
+          "retask: retask is not installed in this database; run retask install",
+        );
+      } finally {
+        await bare.drop();
+      }
+    });
+  } finally {
+    await db.drop();
+  }
+});

@@ -1,0 +1,137 @@
+// Pure helpers of lib/format.ts: no database.
+import assert from "node:assert/strict";
+import {
+  formatDuration,
+  formatIdRanges,
+  palette,
+  parseInteger,
+  parseJsonObject,
+  parseProbability,
+  parseRunAfter,
+  progressBar,
+  renderTable,
+  resultSummary,
+  stripAnsi,
+  truncate,
+  visibleLength,
+} from "../lib/format.ts";
+import { RetaskError } from "../lib/errors.ts";
+
+function inputError(fn: () => unknown, pattern: RegExp) {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof RetaskError);
+    assert.equal(error.exitCode, 2);
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+Deno.test("palette colours only when enabled", () => {
+  assert.equal(palette(false).red("x"), "x");
+  assert.equal(palette(true).red("x"), "\x1b[31mx\x1b[39m");
+  assert.equal(visibleLength(palette(true).bold("Мне повезло")), 11);
+});
+
+Deno.test("renderTable pads by visible width and cuts the last column", () => {
+  const paint = palette(true);
+  const lines = renderTable(["id", "status", "result"], [
+    ["7", paint.green("finished"), "Мне повезло"],
+    ["12", paint.red("error"), "division by zero"],
+  ], { align: ["right"] });
+  assert.deepEqual(lines.map(stripAnsi), [
+    "id  status    result",
+    " 7  finished  Мне повезло",
+    "12  error     division by zero",
+  ]);
+  const cut = renderTable(["id", "result"], [["1", "a long result that will not fit"]], {
+    maxWidth: 16,
+  });
+  assert.deepEqual(cut, ["id  result", "1   a long resu…"]);
+});
+
+Deno.test("durations, id ranges, progress bar, truncation", () => {
+  assert.equal(formatDuration(null), "");
+  assert.equal(formatDuration(850.4), "850ms");
+  assert.equal(formatDuration(1234), "1.2s");
+  assert.equal(formatDuration(42_000), "42s");
+  assert.equal(formatDuration(185_000), "3m 05s");
+  assert.equal(formatDuration(2 * 3600e3 + 7 * 60e3), "2h 07m");
+  assert.equal(formatDuration(3 * 86400e3 + 4 * 3600e3), "3d 4h");
+  assert.equal(formatIdRanges([5, 1, 2, 3, 7, 8]), "1-3, 5, 7-8");
+  assert.equal(progressBar(0, 10, 10), "[..........]  0/10   0%");
+  assert.equal(progressBar(5, 10, 10), "[#####.....]  5/10  50%");
+  assert.equal(progressBar(10, 10, 10), "[##########] 10/10 100%");
+  assert.equal(truncate("abcdef", 4), "abc…");
+  assert.equal(truncate("abc", 4), "abc");
+});
+
+Deno.test("resultSummary skips the attempt line and a table's header", () => {
+  assert.equal(resultSummary(null), "");
+  assert.equal(
+    resultSummary("attempt 1 of 3\nretask_lucky\n------------\nМне повезло \n"),
+    "Мне повезло",
+  );
+  assert.equal(resultSummary("attempt 1 of 3\n a  b\n-- --\n"), "(no rows)");
+  assert.equal(
+    resultSummary("attempt 3 of 3\ndivision by zero\nPL/pgSQL function"),
+    "division by zero",
+  );
+  assert.equal(resultSummary("plain text from an old row"), "plain text from an old row");
+});
+
+Deno.test("parseInteger accepts whole numbers in range only", () => {
+  assert.equal(parseInteger("--count", "12", { min: 1 }), 12);
+  inputError(
+    () => parseInteger("--count", "-1", { min: 1 }),
+    /--count must be a positive whole number, got "-1"/,
+  );
+  inputError(() => parseInteger("--count", "0", { min: 1 }), /positive/);
+  inputError(() => parseInteger("--count", "1.5", { min: 1 }), /got "1.5"/);
+  inputError(() => parseInteger("--count", "1e3", { min: 1 }), /got "1e3"/);
+  inputError(() => parseInteger("--port", "70000", { min: 1, max: 65535 }), /from 1 to 65535/);
+});
+
+Deno.test("parseProbability", () => {
+  assert.equal(parseProbability("-p", "0.25"), 0.25);
+  assert.equal(parseProbability("-p", "1"), 1);
+  assert.equal(parseProbability("-p", "0"), 0);
+  inputError(() => parseProbability("--probability", "1.5"), /from 0 to 1, got "1.5"/);
+  inputError(() => parseProbability("--probability", "-0.1"), /from 0 to 1/);
+  inputError(() => parseProbability("--probability", "lots"), /from 0 to 1/);
+});
+
+Deno.test("parseJsonObject gives the parser's message and the position", () => {
+  assert.deepEqual(parseJsonObject("--params", '{"probability": 0.5}'), { probability: 0.5 });
+  inputError(
+    () => parseJsonObject("--params", "{x"),
+    /not valid JSON: .* at position 1 \(line 1 column 2\)/,
+  );
+  inputError(
+    () => parseJsonObject("--params", '{"a": tru}'),
+    /Unexpected token '}' in JSON at position 9 \(line 1 column 10\)$/,
+  );
+  inputError(
+    () => parseJsonObject("--params", "abc"),
+    /Unexpected token 'a' in JSON at position 0/,
+  );
+  inputError(() => parseJsonObject("--params", ""), /Unexpected end of JSON input at position 0/);
+  inputError(
+    () => parseJsonObject("--params", '{"a":\n 1 x}'),
+    /at position 9 \(line 2 column 4\)/,
+  );
+  inputError(() => parseJsonObject("--params", "[1]"), /must be a JSON object .* got an array/);
+  inputError(() => parseJsonObject("--params", "null"), /got null/);
+  inputError(() => parseJsonObject("--params", '"s"'), /got string/);
+});
+
+Deno.test("parseRunAfter takes ISO times and delays", () => {
+  const now = new Date("2030-01-01T00:00:00Z");
+  assert.equal(parseRunAfter("--run-after", "90s", now).toISOString(), "2030-01-01T00:01:30.000Z");
+  assert.equal(parseRunAfter("--run-after", "2h", now).toISOString(), "2030-01-01T02:00:00.000Z");
+  assert.equal(
+    parseRunAfter("--run-after", "2031-05-06T07:08:09Z", now).toISOString(),
+    "2031-05-06T07:08:09.000Z",
+  );
+  inputError(() => parseRunAfter("--run-after", "soon", now), /ISO date-time/);
+  inputError(() => parseRunAfter("--run-after", "2031-13-45", now), /ISO date-time/);
+});
