@@ -18,6 +18,8 @@ export interface AttemptResult {
   /** Where the error happened (PostgreSQL's context), if known. */
   context: string | null;
   durationMs: number;
+  /** When the attempt really ran, if known: in a batch, not when it was taken or completed. */
+  ranAt?: { started: Date; finished: Date };
 }
 
 /** A finished attempt. */
@@ -50,7 +52,9 @@ export function completeStatement(sql: Sql | TransactionSql, results: readonly A
       ${results.map((r) => r.result)}::text[],
       ${results.map((r) => r.error)}::text[],
       ${results.map((r) => r.context)}::text[],
-      ${results.map((r) => r.end)}::text[])) AS statuses`;
+      ${results.map((r) => r.end)}::text[],
+      ${results.map((r) => r.ranAt?.started.toISOString() ?? null)}::timestamptz[],
+      ${results.map((r) => r.ranAt?.finished.toISOString() ?? null)}::timestamptz[])) AS statuses`;
 }
 
 /** Records `results` in one statement (its own transaction) and says how each ended. */

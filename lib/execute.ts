@@ -59,6 +59,8 @@ interface Attempted {
   error: string | null;
   context: string | null;
   error_code: string | null;
+  started: Date;
+  finished: Date;
 }
 
 type Settled<T> =
@@ -233,7 +235,8 @@ export class Lane {
     const sql = this.#sql;
     const runs = tasks.map((task) => {
       const query = sql<Attempted[]>`
-        SELECT result, error, context, error_code FROM public.attempt_task(${task.taskId})`;
+        SELECT result, error, context, error_code, started, finished
+        FROM public.attempt_task(${task.taskId})`;
       this.#inflight.add(query);
       return { task, query, settled: settle(query) };
     });
@@ -250,15 +253,13 @@ export class Lane {
         continue;
       }
       const [row] = ran.value;
-      results.push(
-        row.error_code === null ? finished(task, row.result ?? "", duration) : this.#failure(
-          task,
-          row.error ?? "unknown error",
-          row.error_code,
-          row.context,
-          duration,
-        ),
-      );
+      const attempt = row.error_code === null
+        ? finished(task, row.result ?? "", duration)
+        : this.#failure(task, row.error ?? "unknown error", row.error_code, row.context, duration);
+      if (row.started && row.finished) {
+        attempt.ranAt = { started: row.started, finished: row.finished };
+      }
+      results.push(attempt);
     }
     // a statement that failed (rather than reporting its task's failure) aborted the transaction
     if (broken !== undefined) throw broken;

@@ -233,18 +233,23 @@ $$;
 -- Ends many attempts as finished in one statement; finish_task is its
 -- single-task case, so finishing has one implementation. Returns the ids of the
 -- tasks it finished; a task not running the given attempt any more is left
--- alone and not returned.
-CREATE FUNCTION finish_tasks(task_ids bigint[], attempts integer[], results text[])
+-- alone and not returned. `started_at`/`finished_at` (optional) are when each
+-- attempt really ran: in a batch, that is not when the batch was taken or ended.
+CREATE FUNCTION finish_tasks(
+    task_ids bigint[], attempts integer[], results text[],
+    started_at timestamptz[] DEFAULT NULL, finished_at timestamptz[] DEFAULT NULL)
 RETURNS SETOF bigint LANGUAGE sql VOLATILE AS $$
     WITH done AS (
         UPDATE tasks t
         SET status = 'finished',
-            finished = clock_timestamp(),
+            started = coalesce(u.started_at, t.started),
+            finished = coalesce(u.finished_at, clock_timestamp()),
             lease_expires_at = NULL,
             result = format('attempt %s of %s', t.attempt_count, t.max_attempts)
                      || E'\n' || coalesce(u.result, '')
-        FROM unnest(finish_tasks.task_ids, finish_tasks.attempts, finish_tasks.results)
-             AS u(task_id, attempt, result)
+        FROM unnest(finish_tasks.task_ids, finish_tasks.attempts, finish_tasks.results,
+                    finish_tasks.started_at, finish_tasks.finished_at)
+             AS u(task_id, attempt, result, started_at, finished_at)
         WHERE t.task_id = u.task_id
           AND t.status = 'running' AND t.attempt_count = u.attempt
         RETURNING t.*
@@ -269,9 +274,11 @@ $$;
 -- retry delay while attempts are left, else 'error'. `outcome` is 'error' for a
 -- failure the program raised, 'lost' for a worker that vanished. Returns the
 -- new status, or NULL when the task is not running that attempt any more.
+-- `started_at`/`finished_at` as in finish_tasks.
 CREATE FUNCTION fail_task(
     task_id bigint, attempt integer, error text, context text DEFAULT NULL,
-    outcome text DEFAULT 'error')
+    outcome text DEFAULT 'error', started_at timestamptz DEFAULT NULL,
+    finished_at timestamptz DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
@@ -279,7 +286,8 @@ DECLARE
 BEGIN
     UPDATE tasks t
     SET status = CASE WHEN t.attempt_count < t.max_attempts THEN 'scheduled' ELSE 'error' END,
-        finished = clock_timestamp(),
+        started = coalesce(fail_task.started_at, t.started),
+        finished = coalesce(fail_task.finished_at, clock_timestamp()),
         lease_expires_at = NULL,
         run_after = CASE WHEN t.attempt_count < t.max_attempts
                          THEN clock_timestamp()
@@ -357,12 +365,14 @@ $$;
 --   outcomes[i] = 'finished' (or NULL with errors[i] NULL): finished, with results[i];
 --   outcomes[i] = 'error' or 'lost' (or NULL with an error): fail_task with
 --   errors[i] and contexts[i], so fail_task's retry rule decides what follows.
--- results, errors, contexts and outcomes are NULL or as long as task_ids.
+-- started_at[i]/finished_at[i] say when the attempt really ran (NULL: unknown).
+-- results, errors, contexts, outcomes and the times are NULL or as long as task_ids.
 -- Returns each task's new status in input order, NULL where the task was not
 -- running that attempt any more (nothing changed for it).
 CREATE FUNCTION complete_tasks(
     task_ids bigint[], attempts integer[], results text[], errors text[], contexts text[],
-    outcomes text[] DEFAULT NULL)
+    outcomes text[] DEFAULT NULL, started_at timestamptz[] DEFAULT NULL,
+    finished_at timestamptz[] DEFAULT NULL)
 RETURNS text[] LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     n integer := coalesce(cardinality(task_ids), 0);
@@ -372,7 +382,8 @@ DECLARE
 BEGIN
     IF coalesce(cardinality(attempts), 0) <> n
        OR coalesce(cardinality(results), n) <> n OR coalesce(cardinality(errors), n) <> n
-       OR coalesce(cardinality(contexts), n) <> n OR coalesce(cardinality(outcomes), n) <> n THEN
+       OR coalesce(cardinality(contexts), n) <> n OR coalesce(cardinality(outcomes), n) <> n
+       OR coalesce(cardinality(started_at), n) <> n OR coalesce(cardinality(finished_at), n) <> n THEN
         RAISE EXCEPTION 'complete_tasks needs arrays as long as task_ids (%), or NULL', n
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -390,11 +401,14 @@ BEGIN
         SELECT finish_tasks(
             ARRAY(SELECT task_ids[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i),
             ARRAY(SELECT attempts[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i),
-            ARRAY(SELECT results[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i)));
+            ARRAY(SELECT results[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i),
+            ARRAY(SELECT started_at[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i),
+            ARRAY(SELECT finished_at[i] FROM generate_series(1, n) i WHERE ends[i] = 'finished' ORDER BY i)));
     RETURN ARRAY(
         SELECT CASE WHEN ends[i] = 'finished'
                     THEN CASE WHEN task_ids[i] = ANY (done) THEN 'finished' END
-                    ELSE fail_task(task_ids[i], attempts[i], errors[i], contexts[i], ends[i])
+                    ELSE fail_task(task_ids[i], attempts[i], errors[i], contexts[i], ends[i],
+                                   started_at[i], finished_at[i])
                END
         FROM generate_series(1, n) i ORDER BY i);
 END

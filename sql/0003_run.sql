@@ -125,14 +125,17 @@ $$;
 -- the batch's transaction goes on. A statement timeout or a cancel request
 -- (query_canceled, which OTHERS does not catch) is reported too, so the worker
 -- can tell a timeout from an error. One statement per task, pipelined by the
--- worker; the outcome is recorded later by complete_tasks.
+-- worker; the outcome is recorded later by complete_tasks, with the times it
+-- ran between.
 CREATE FUNCTION attempt_task(
-    task_id bigint, OUT result text, OUT error text, OUT context text, OUT error_code text)
+    task_id bigint, OUT result text, OUT error text, OUT context text, OUT error_code text,
+    OUT started timestamptz, OUT finished timestamptz)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
     task tasks;
 BEGIN
+    attempt_task.started := clock_timestamp();
     SELECT * INTO task FROM tasks t WHERE t.task_id = attempt_task.task_id;
     IF NOT FOUND THEN
         attempt_task.error := format('task %s does not exist', attempt_task.task_id);
@@ -148,6 +151,7 @@ BEGIN
                                     attempt_task.error_code := RETURNED_SQLSTATE;
             attempt_task.context := program_error_context(attempt_task.context);
     END;
+    attempt_task.finished := clock_timestamp();
 END
 $$;
 
