@@ -61,6 +61,26 @@ BEGIN
 END
 $$;
 
+-- Rejects a retry policy the tables would refuse, with a message that says
+-- why; NULL means "not given" and passes. Shared by programs and tasks.
+CREATE FUNCTION check_retry_policy(
+    max_attempts integer, retry_backoff text, retry_delay interval, retry_delay_max interval)
+RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'max attempts must be between 1 and 100, got %', max_attempts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retry_backoff NOT IN ('fixed', 'exponential') THEN
+        RAISE EXCEPTION 'retry backoff must be fixed or exponential, got %', retry_backoff
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retry_delay < '0' OR retry_delay_max < '0' THEN
+        RAISE EXCEPTION 'retry delays cannot be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- Creates a program, or updates the one of that name. Names are matched
 -- exactly; a lock keeps two concurrent registrations of one name from both
 -- inserting.
@@ -78,17 +98,8 @@ BEGIN
     IF upsert_program.name IS NULL OR btrim(upsert_program.name) = '' THEN
         RAISE EXCEPTION 'program name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF upsert_program.max_attempts IS NOT NULL AND upsert_program.max_attempts NOT BETWEEN 1 AND 100 THEN
-        RAISE EXCEPTION 'max attempts must be between 1 and 100, got %', upsert_program.max_attempts
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF upsert_program.retry_backoff IS NOT NULL AND upsert_program.retry_backoff NOT IN ('fixed', 'exponential') THEN
-        RAISE EXCEPTION 'retry backoff must be fixed or exponential, got %', upsert_program.retry_backoff
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF upsert_program.retry_delay < '0' OR upsert_program.retry_delay_max < '0' THEN
-        RAISE EXCEPTION 'retry delays cannot be negative' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM check_retry_policy(upsert_program.max_attempts, upsert_program.retry_backoff,
+                               upsert_program.retry_delay, upsert_program.retry_delay_max);
     fn := program_function(upsert_program.func);
     -- stored schema-qualified and quoted, so running it never depends on a search_path
     SELECT format('%I.%I', n.nspname, p.proname) INTO canonical
@@ -150,17 +161,8 @@ BEGIN
     IF enqueue_tasks.host IS NOT NULL AND btrim(enqueue_tasks.host) = '' THEN
         RAISE EXCEPTION 'host is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF enqueue_tasks.max_attempts IS NOT NULL AND enqueue_tasks.max_attempts NOT BETWEEN 1 AND 100 THEN
-        RAISE EXCEPTION 'max attempts must be between 1 and 100, got %', enqueue_tasks.max_attempts
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF enqueue_tasks.retry_backoff IS NOT NULL AND enqueue_tasks.retry_backoff NOT IN ('fixed', 'exponential') THEN
-        RAISE EXCEPTION 'retry backoff must be fixed or exponential, got %', enqueue_tasks.retry_backoff
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF enqueue_tasks.retry_delay < '0' THEN
-        RAISE EXCEPTION 'retry delay cannot be negative' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM check_retry_policy(enqueue_tasks.max_attempts, enqueue_tasks.retry_backoff,
+                               enqueue_tasks.retry_delay, NULL);
     SELECT p INTO bad FROM unnest(enqueue_tasks.params) p
     WHERE p IS NOT NULL AND jsonb_typeof(p) <> 'object' LIMIT 1;
     IF FOUND THEN
