@@ -1,0 +1,242 @@
+/**
+ * `deno task bench`: retask's own figures on this machine, each measured on a
+ * fresh database of its own: worker throughput on no-op and on "lucky" tasks
+ * (retries included) at several concurrencies, enqueue rates, pickup latency
+ * with an idle worker, take and enqueue cost with a million finished tasks in
+ * the table, and the worker's memory over a long drain. A table, or `--json`.
+ *
+ * Uses `--database-url` or `DATABASE_URL` (else the embedded server) to create
+ * and drop databases named `retask_bench_*`.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  describeMachine,
+  dropDatabasesOnSignal,
+  fmt,
+  machineLine,
+  numberTable,
+  percentile,
+  serverUrl,
+  withFreshDatabase,
+} from "./common.ts";
+import { enqueueRates, finishedRowsCost, memoryRun, throughput } from "./measure.ts";
+import { pickupLatency, prepareRetask } from "./retask.ts";
+
+const SECTIONS = ["throughput", "lucky", "enqueue", "latency", "finished", "memory"] as const;
+type Section = typeof SECTIONS[number];
+
+const USAGE = `usage: deno task bench [options]
+  --only <list>          sections to run (default all): ${SECTIONS.join(", ")}
+  --tasks <n>            no-op tasks per throughput run (default 20000)
+  --concurrency <list>   worker concurrencies to measure (default 1,4,16)
+  --lucky-tasks <n>      retask_lucky tasks per run, 30% success per attempt (default 5000)
+  --enqueue-single <n>   one-at-a-time enqueues (default 2000)
+  --bulk-size <n>        tasks per bulk enqueue call (default 1000), --bulk-calls <n> (default 100)
+  --latency-jobs <n>     tasks enqueued one at a time to an idle worker (default 200)
+  --interval-ms <ms>     between those enqueues (default 20)
+  --finished-rows <n>    finished tasks added before measuring take/enqueue again (default 1000000)
+  --ops <n>              takes and enqueues timed before and after (default 1000)
+  --memory-tasks <n>     tasks of the long drain whose RSS is sampled (default 200000)
+  --worker-args=<flags> extra flags for every retask work (e.g. --worker-args="--batch-size 50")
+  --timeout <s>          bound on each measurement (default 900)
+  --database-url <url>   server to create the benchmark databases on
+  --json                 print the figures as JSON`;
+
+class UsageError extends Error {}
+
+function count(flag: string, text: string, max = 100_000_000): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) {
+    throw new UsageError(`--${flag} must be a whole number from 1 to ${max}, got "${text}"`);
+  }
+  return n;
+}
+
+function options() {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      only: { type: "string" },
+      tasks: { type: "string", default: "20000" },
+      concurrency: { type: "string", default: "1,4,16" },
+      "lucky-tasks": { type: "string", default: "5000" },
+      "enqueue-single": { type: "string", default: "2000" },
+      "bulk-size": { type: "string", default: "1000" },
+      "bulk-calls": { type: "string", default: "100" },
+      "latency-jobs": { type: "string", default: "200" },
+      "interval-ms": { type: "string", default: "20" },
+      "finished-rows": { type: "string", default: "1000000" },
+      ops: { type: "string", default: "1000" },
+      "memory-tasks": { type: "string", default: "200000" },
+      "worker-args": { type: "string", default: "" },
+      timeout: { type: "string", default: "900" },
+      "database-url": { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean) ?? [...SECTIONS];
+  const unknown = only.filter((s) => !SECTIONS.includes(s as Section));
+  if (unknown.length > 0) throw new UsageError(`unknown section(s): ${unknown.join(", ")}`);
+  return {
+    help: values.help,
+    json: values.json,
+    databaseUrl: values["database-url"],
+    only: new Set(only as Section[]),
+    tasks: count("tasks", values.tasks),
+    concurrencies: values.concurrency.split(",").map((c) => count("concurrency", c.trim(), 1000)),
+    luckyTasks: count("lucky-tasks", values["lucky-tasks"]),
+    single: count("enqueue-single", values["enqueue-single"]),
+    bulkSize: count("bulk-size", values["bulk-size"], 100_000),
+    bulkCalls: count("bulk-calls", values["bulk-calls"]),
+    latencyJobs: count("latency-jobs", values["latency-jobs"]),
+    intervalMs: count("interval-ms", values["interval-ms"], 60_000),
+    finishedRows: count("finished-rows", values["finished-rows"]),
+    ops: count("ops", values.ops, 100_000),
+    memoryTasks: count("memory-tasks", values["memory-tasks"]),
+    workerArgs: values["worker-args"].split(/\s+/).filter(Boolean),
+    timeoutMs: count("timeout", values.timeout, 86_400) * 1000,
+  };
+}
+
+async function main(): Promise<number> {
+  const opts = options();
+  if (opts.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  dropDatabasesOnSignal();
+  const server = await serverUrl(opts.databaseUrl);
+  const machine = await describeMachine(server);
+  const log = (line: string) => console.error(line);
+  log(`machine: ${machineLine(machine)}`);
+  const o = { server, timeoutMs: opts.timeoutMs, args: opts.workerArgs };
+  const figures: Record<string, unknown> = {};
+  const rows: string[][] = [];
+  const row = (what: string, value: string, note = "") => {
+    rows.push([what, value, note]);
+    log(`  ${what}: ${value} ${note}`);
+  };
+
+  for (const program of ["noop", "lucky"] as const) {
+    if (!opts.only.has(program === "noop" ? "throughput" : "lucky")) continue;
+    const tasks = program === "noop" ? opts.tasks : opts.luckyTasks;
+    const runs = [];
+    for (const c of opts.concurrencies) {
+      const r = await throughput(o, program, tasks, ["--concurrency", String(c)]);
+      runs.push({ concurrency: c, ...r });
+      // function calls per task go to --json; bench/profile.ts explains them
+      const takes = r.server.callsPerTask.take_tasks;
+      row(
+        `${program === "noop" ? "no-op" : "retask_lucky"} tasks/s, concurrency ${c}`,
+        fmt(r.tasksPerSec),
+        `${fmt(tasks)} tasks, ${fmt(r.attemptsPerSec)} attempts/s; ` +
+          `${fmt(r.server.commitsPerTask, 3)} commits and ${fmt(takes, 3)} takes per task`,
+      );
+    }
+    figures[program === "noop" ? "throughput" : "lucky"] = runs;
+  }
+  if (opts.only.has("enqueue")) {
+    const r = await enqueueRates(o, opts.single, opts.bulkCalls, opts.bulkSize);
+    figures.enqueue = r;
+    row(
+      "enqueue tasks/s, one at a time",
+      fmt(r.oneAtATime),
+      `SELECT enqueue_task(), ${opts.single} calls`,
+    );
+    row(
+      "enqueue tasks/s, bulk",
+      fmt(r.bulk),
+      `enqueue_tasks() with a jsonb array of ${fmt(r.bulkSize)}, ${opts.bulkCalls} calls`,
+    );
+  }
+  if (opts.only.has("latency")) {
+    const pickup = await withFreshDatabase(
+      server,
+      "latency",
+      async (db) =>
+        pickupLatency(db, await prepareRetask(db), {
+          jobs: opts.latencyJobs,
+          intervalMs: opts.intervalMs,
+          args: opts.workerArgs,
+          timeoutMs: opts.timeoutMs,
+        }),
+    );
+    const latencies = pickup.latenciesMs;
+    const [p50, p99] = [percentile(latencies, 50), percentile(latencies, 99)];
+    const legs = (ms: number[]) => `${fmt(percentile(ms, 50), 1)} / ${fmt(percentile(ms, 99), 1)}`;
+    figures.latency = {
+      p50,
+      p99,
+      max: Math.max(...latencies),
+      samples: latencies.length,
+      toTake: { p50: percentile(pickup.toTakeMs, 50), p99: percentile(pickup.toTakeMs, 99) },
+      takeToStart: {
+        p50: percentile(pickup.takeToStartMs, 50),
+        p99: percentile(pickup.takeToStartMs, 99),
+      },
+    };
+    const note = `${opts.latencyJobs} tasks, ${opts.intervalMs} ms apart, enqueue to program start`;
+    row("pickup latency p50 / p99 ms", `${fmt(p50, 1)} / ${fmt(p99, 1)}`, note);
+    row(
+      "  of which enqueue → taken",
+      legs(pickup.toTakeMs),
+      "to the start of the take's transaction",
+    );
+    row("  of which taken → program start", legs(pickup.takeToStartMs), "the worker's own path");
+  }
+  if (opts.only.has("finished")) {
+    const r = await finishedRowsCost(o, opts.finishedRows, opts.ops);
+    figures.finishedRows = r;
+    const note = (b: number, a: number) => `${fmt(b)} → ${fmt(a)} µs (${fmt(a / b, 2)}x)`;
+    row(
+      `enqueue_task µs, 0 → ${fmt(r.rows)} finished`,
+      note(r.before.enqueueUs, r.after.enqueueUs),
+      `best of 3 medians of ${opts.ops}`,
+    );
+    row(
+      `take_tasks(1) µs, 0 → ${fmt(r.rows)} finished`,
+      note(r.before.takeUs, r.after.takeUs),
+      `best of 3 medians of ${opts.ops}`,
+    );
+  }
+  if (opts.only.has("memory")) {
+    const r = await memoryRun(o, opts.memoryTasks);
+    figures.memory = r;
+    row(
+      "worker RSS MiB, first → last fifth (max)",
+      `${fmt(r.earlyMiB, 1)} → ${fmt(r.lateMiB, 1)} (${fmt(r.maxMiB, 1)})`,
+      `${fmt(r.tasks)} tasks at ${fmt(r.tasksPerSec)}/s, ${r.samplesMiB.length} samples`,
+    );
+  }
+
+  const loadAfter = Deno.loadavg().map((l) => Math.round(l * 100) / 100);
+  if (opts.json) {
+    console.log(
+      JSON.stringify({
+        machine: { ...machine, loadAverageAfter: loadAfter },
+        options: { ...opts, only: [...opts.only] },
+        figures,
+      }),
+    );
+    return 0;
+  }
+  console.log(`machine: ${machineLine(machine)}; load after ${loadAfter.join(" ")}`);
+  if (opts.workerArgs.length > 0) console.log(`retask work flags: ${opts.workerArgs.join(" ")}`);
+  console.log("");
+  console.log(numberTable(["measure", "value", "notes"], rows, ["left", "right", "left"]));
+  return 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main());
+  } catch (error) {
+    const usage = error instanceof UsageError ||
+      String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS");
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+    if (usage) console.error(USAGE);
+    Deno.exit(usage ? 2 : 1);
+  }
+}

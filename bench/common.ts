@@ -1,0 +1,211 @@
+/**
+ * What bench/bench.ts and bench/compare.ts share: a fresh database per
+ * measurement, a wall clock that PostgreSQL agrees with, percentiles, the
+ * machine's description, and bounded waiting.
+ * @module
+ */
+import { client, type Sql } from "../lib/db.ts";
+import { startEmbedded } from "../lib/embedded.ts";
+import { type Align, renderTable } from "../lib/format.ts";
+
+/** The server to benchmark on: `--database-url`, else `DATABASE_URL`, else the embedded one. */
+export async function serverUrl(flag?: string): Promise<string> {
+  return flag || Deno.env.get("DATABASE_URL") || (await startEmbedded()).url;
+}
+
+/** A database of one measurement's own. */
+export interface BenchDatabase {
+  name: string;
+  url: string;
+  sql: Sql;
+  /** Closes `sql` and drops the database, ending any backend still in it. */
+  drop(): Promise<void>;
+}
+
+// Databases created and not yet dropped, so an interrupted run can drop them.
+const live = new Map<string, string>();
+
+async function dropDatabase(server: string, name: string): Promise<void> {
+  const admin = client(server, { max: 1 });
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+  live.delete(name);
+}
+
+/**
+ * On SIGINT or SIGTERM, drops the benchmark's databases before exiting (130),
+ * so an interrupted run leaves none behind.
+ */
+export function dropDatabasesOnSignal(): void {
+  const onSignal = async () => {
+    console.error("interrupted: dropping the benchmark's databases");
+    await Promise.allSettled([...live].map(([name, server]) => dropDatabase(server, name)));
+    Deno.exit(130);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
+}
+
+/**
+ * Creates an empty database named `retask_bench_<label>_<random>`, so no two
+ * measurements (or two people benchmarking at once) share state.
+ */
+export async function freshDatabase(server: string, label: string): Promise<BenchDatabase> {
+  const name = `retask_bench_${label.replace(/[^a-z0-9]+/gi, "_")}_${
+    crypto.randomUUID().slice(0, 8)
+  }`.toLowerCase();
+  const admin = client(server, { max: 1 });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+    live.set(name, server);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  const sql = client(url.toString(), { max: 4, applicationName: "retask-bench" });
+  return {
+    name,
+    url: url.toString(),
+    sql,
+    async drop() {
+      await sql.end({ timeout: 5 });
+      await dropDatabase(server, name);
+    },
+  };
+}
+
+/**
+ * Runs `fn` on a fresh database and always drops it, so an interrupted or
+ * failed measurement leaves nothing behind.
+ */
+export async function withFreshDatabase<T>(
+  server: string,
+  label: string,
+  fn: (db: BenchDatabase) => Promise<T>,
+): Promise<T> {
+  const db = await freshDatabase(server, label);
+  try {
+    return await fn(db);
+  } finally {
+    await db.drop();
+  }
+}
+
+/**
+ * Wall-clock milliseconds with sub-millisecond resolution, comparable with
+ * PostgreSQL's clock_timestamp() on the same machine (both read the system
+ * clock). Date.now() rounds to whole milliseconds, too coarse for latencies.
+ */
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Nearest-rank percentile `p` (0-100) of `values`; NaN when empty. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/** Median of `values`. */
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Polls `check` until it returns true; throws after `timeoutMs` saying `what` did not happen. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs: number,
+  everyMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await sleep(everyMs);
+  }
+}
+
+/** Throws with `message` unless `ok`: a benchmark that silently ran nothing is worse than none. */
+export function verify(ok: boolean, message: string): void {
+  if (!ok) throw new Error(`validation failed: ${message}`);
+}
+
+/** The machine and server a run was measured on. */
+export interface Machine {
+  cpus: number;
+  loadAverage: number[];
+  postgres: string;
+  settings: Record<string, string>;
+}
+
+const SETTINGS = [
+  "shared_buffers",
+  "synchronous_commit",
+  "max_connections",
+  "fsync",
+  "wal_level",
+  "shared_preload_libraries",
+];
+
+/** Describes the machine (cores, load) and the server (version, settings that matter here). */
+export async function describeMachine(server: string): Promise<Machine> {
+  const sql = client(server, { max: 1 });
+  try {
+    const [{ version }] = await sql<{ version: string }[]>`SELECT version()`;
+    const rows = await sql<{ name: string; setting: string }[]>`
+      SELECT name, current_setting(name) AS setting FROM pg_settings WHERE name = ANY(${SETTINGS})`;
+    return {
+      cpus: navigator.hardwareConcurrency,
+      loadAverage: Deno.loadavg().map((l) => Math.round(l * 100) / 100),
+      postgres: version.replace(/ on .*/, ""),
+      settings: Object.fromEntries(rows.map((r) => [r.name, r.setting])),
+    };
+  } finally {
+    await sql.end();
+  }
+}
+
+/** One line about the machine, for the top of a printed report. */
+export function machineLine(m: Machine): string {
+  const s = Object.entries(m.settings).filter(([, v]) => v !== "").map(([k, v]) => `${k}=${v}`);
+  return `${m.cpus} CPUs, load ${m.loadAverage.join(" ")}; ${m.postgres}; ${s.join(", ")}`;
+}
+
+/** A table of numbers: right-aligned except the first column, unless `align` says otherwise. */
+export function numberTable(
+  headers: string[],
+  rows: string[][],
+  align: Align[] = headers.map((_, i) => i === 0 ? "left" : "right"),
+): string {
+  return renderTable(headers, rows, { align }).join("\n");
+}
+
+/** A number for a table: thousands separated, `digits` decimals; `—` for NaN. */
+export function fmt(value: number | null | undefined, digits = 0): string {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
