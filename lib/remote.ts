@@ -78,7 +78,9 @@ export class RemotePools {
     const key = `${host}:${port}`;
     let pool = this.#pools.get(key);
     if (!pool) {
-      const settings: Record<string, string> = {};
+      // as on the lanes: if this worker dies (kill -9), the remote backend stops
+      // its program within a second instead of running on beside the retry
+      const settings: Record<string, string> = { client_connection_check_interval: "1000" };
       if (this.#options.taskTimeoutMs > 0) {
         settings.statement_timeout = String(this.#options.taskTimeoutMs);
       }

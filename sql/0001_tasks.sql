@@ -24,11 +24,11 @@ ALTER TABLE programs
     ADD COLUMN IF NOT EXISTS max_attempts integer NOT NULL DEFAULT 3
         CONSTRAINT programs_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
     ADD COLUMN IF NOT EXISTS retry_delay interval NOT NULL DEFAULT '0'
-        CONSTRAINT programs_retry_delay_check CHECK (retry_delay >= '0'),
+        CONSTRAINT programs_retry_delay_check CHECK (retry_delay BETWEEN '0' AND '1 year'),
     ADD COLUMN IF NOT EXISTS retry_backoff text NOT NULL DEFAULT 'fixed'
         CONSTRAINT programs_retry_backoff_check CHECK (retry_backoff IN ('fixed', 'exponential')),
     ADD COLUMN IF NOT EXISTS retry_delay_max interval NOT NULL DEFAULT '1 hour'
-        CONSTRAINT programs_retry_delay_max_check CHECK (retry_delay_max >= '0');
+        CONSTRAINT programs_retry_delay_max_check CHECK (retry_delay_max BETWEEN '0' AND '1 year');
 
 CREATE INDEX IF NOT EXISTS programs_name_idx ON programs (name);
 
@@ -54,10 +54,11 @@ ALTER TABLE tasks
     ADD COLUMN IF NOT EXISTS max_attempts integer NOT NULL DEFAULT 3
         CONSTRAINT tasks_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 100),
     ADD COLUMN IF NOT EXISTS retry_delay interval NOT NULL DEFAULT '0'
-        CONSTRAINT tasks_retry_delay_check CHECK (retry_delay >= '0'),
+        CONSTRAINT tasks_retry_delay_check CHECK (retry_delay BETWEEN '0' AND '1 year'),
     ADD COLUMN IF NOT EXISTS retry_backoff text NOT NULL DEFAULT 'fixed'
         CONSTRAINT tasks_retry_backoff_check CHECK (retry_backoff IN ('fixed', 'exponential')),
-    ADD COLUMN IF NOT EXISTS retry_delay_max interval NOT NULL DEFAULT '1 hour',
+    ADD COLUMN IF NOT EXISTS retry_delay_max interval NOT NULL DEFAULT '1 hour'
+        CONSTRAINT tasks_retry_delay_max_check CHECK (retry_delay_max BETWEEN '0' AND '1 year'),
     -- not before: a retried task waits here for its backoff to pass
     ADD COLUMN IF NOT EXISTS run_after timestamptz NOT NULL DEFAULT now(),
     -- who holds a running task: the backend pid (seed column), a worker name,

@@ -21,7 +21,10 @@ CREATE FUNCTION retry_delay_after(attempt integer, backoff text, delay interval,
 RETURNS interval LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT CASE backoff
         WHEN 'exponential' THEN
-            least(delay_max, delay * power(2, least(attempt - 1, 30))) * (0.5 + random() / 2)
+            -- in seconds: the doubled interval itself could overflow before the cap
+            least(extract(epoch FROM delay_max),
+                  extract(epoch FROM delay) * power(2, least(attempt - 1, 30)))
+            * (0.5 + random() / 2) * interval '1 second'
         ELSE delay
     END
 $$;
@@ -77,6 +80,10 @@ BEGIN
     END IF;
     IF retry_delay < '0' OR retry_delay_max < '0' THEN
         RAISE EXCEPTION 'retry delays cannot be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- a retry that could never come would leave its task waiting for ever
+    IF retry_delay > '1 year' OR retry_delay_max > '1 year' THEN
+        RAISE EXCEPTION 'retry delays are at most 1 year' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;

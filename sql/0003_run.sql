@@ -167,6 +167,7 @@ DECLARE
     msg text;
     ctx text;
     last_rescue timestamptz;
+    cancelled boolean := false;
 BEGIN
     SET application_name = 'process_tasks';
     <<forever>>
@@ -192,8 +193,18 @@ BEGIN
             WHEN others THEN
                 GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT;
                 PERFORM fail_task(task.task_id, task.attempt_count, msg, program_error_context(ctx));
+            WHEN query_canceled THEN
+                -- pg_cancel_backend (or a statement timeout) stops the worker; the
+                -- session lives on, so its task would never look abandoned: end the
+                -- attempt as lost before stopping
+                PERFORM fail_task(task.task_id, task.attempt_count,
+                                  'process_tasks was cancelled during the task', NULL, 'lost');
+                cancelled := true;
         END;
         COMMIT;
+        IF cancelled THEN
+            RAISE EXCEPTION 'canceling statement due to user request' USING ERRCODE = 'query_canceled';
+        END IF;
     END LOOP;
 END
 $$;

@@ -94,3 +94,36 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
     assert.equal((stopped as { code?: string })?.code, "57014", "stopped by the cancel");
   }
 });
+
+Deno.test("cancelling process_tasks mid-task ends that attempt as lost, not running", async () => {
+  const db = await testDatabase("process_tasks_cancel", { install: true });
+  const { sql } = db;
+  await sql.unsafe(`CREATE FUNCTION slow(params jsonb) RETURNS text LANGUAGE sql
+                    AS $$ SELECT pg_sleep(30)::text $$`);
+  const worker = client(db.url, { max: 1 });
+  try {
+    const [id] = await enqueue(sql, {
+      program: (await registerProgram(sql, "slow", "slow")).programId,
+    });
+    const call = worker`CALL process_tasks('20 milliseconds')`.catch((error) => error);
+    await waitFor(async () => {
+      const [row] = await sql<{ status: string }[]>`SELECT status FROM tasks WHERE task_id = ${id}`;
+      return row.status === "running";
+    }, "the task to start");
+    await sql`SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'process_tasks' AND datname = current_database()`;
+    assert.equal(((await call) as { code?: string }).code, "57014");
+    // the session is still alive, yet the task is not left running under it
+    const [row] = await sql<{ status: string; attempt_count: number; result: string }[]>`
+      SELECT status, attempt_count, result FROM tasks WHERE task_id = ${id}`;
+    assert.deepEqual([row.status, row.attempt_count], ["scheduled", 1]);
+    assert.equal(row.result, "attempt 1 of 3\nprocess_tasks was cancelled during the task");
+    const [{ outcome }] = await sql`SELECT outcome FROM task_attempts WHERE task_id = ${id}`;
+    assert.equal(outcome, "lost");
+    const [{ alive }] = await worker`SELECT 1 AS alive`;
+    assert.equal(alive, 1);
+  } finally {
+    await worker.end();
+    await db.drop();
+  }
+});

@@ -106,6 +106,14 @@ Deno.test("programs and enqueue", async (t) => {
         () => registerProgram(sql, "ok", "always_ok", { retryDelay: "-1 s" }),
         /negative/,
       );
+      // a delay no timestamp can hold would leave the task stuck in running
+      await rejected(
+        () => registerProgram(sql, "ok", "always_ok", { retryDelay: "300000 years" }),
+        /at most 1 year/,
+      );
+      const [{ longest }] = await sql`
+        SELECT retry_delay_after(30, 'exponential', '1 year', '1 year') <= '1 year' AS longest`;
+      assert.equal(longest, true, "exponential backoff stays under its cap without overflowing");
     });
 
     await t.step("enqueue refuses an unknown program, naming those there are", async () => {
