@@ -169,6 +169,17 @@ async function tally(sql: Sql, ids: number[]) {
 export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResult> {
   const { runs, probability, concurrency, signal } = options;
   await install(sql);
+  // never repoint a program of the user's that happens to be called "lucky"
+  const [taken] = await sql<{ func: string }[]>`
+    SELECT func FROM public.programs WHERE name = ${DEMO_PROGRAM}
+      AND to_regprocedure(func || '(jsonb)') IS DISTINCT FROM 'public.retask_lucky(jsonb)'::regprocedure
+    LIMIT 1`;
+  if (taken) {
+    throw new RetaskError(
+      "invalid_input",
+      `program "${DEMO_PROGRAM}" already runs ${taken.func}; run the demo on a database of its own`,
+    );
+  }
   const { programId } = await registerProgram(sql, DEMO_PROGRAM, "retask_lucky");
   const started = performance.now();
   // the attempts and an immediate retry are set per task, so a program policy

@@ -101,3 +101,12 @@ CREATE TABLE IF NOT EXISTS task_attempts (
     worker    text,
     PRIMARY KEY (task_id, attempt)
 );
+
+-- Rows finished or failed before retask: their one attempt gets its history
+-- row, so the history always holds sum(attempt_count) finished attempts.
+INSERT INTO task_attempts (task_id, attempt, started, finished, outcome, error, pid)
+SELECT t.task_id, 1, t.started, coalesce(t.finished, t.started, now()), t.status,
+       CASE WHEN t.status = 'error' THEN t.result END, t.pid
+FROM tasks t
+WHERE t.status IN ('finished', 'error') AND t.attempt_count = 1
+ON CONFLICT DO NOTHING;

@@ -40,11 +40,17 @@ BEGIN
     IF func IS NULL OR btrim(func) = '' THEN
         RAISE EXCEPTION 'function name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    BEGIN
-        fn := to_regprocedure(func || '(jsonb)');
-    EXCEPTION WHEN others THEN  -- before PostgreSQL 16 a malformed name raises
-        fn := NULL;
-    END;
+    -- the name as one identifier first, as the course application's
+    -- quote_ident(func) read it ('StockTask' is "StockTask"), then as SQL text
+    -- (schema-qualified, quoted parts)
+    fn := to_regprocedure(quote_ident(func) || '(jsonb)');
+    IF fn IS NULL THEN
+        BEGIN
+            fn := to_regprocedure(func || '(jsonb)');
+        EXCEPTION WHEN others THEN  -- before PostgreSQL 16 a malformed name raises
+            fn := NULL;
+        END;
+    END IF;
     IF fn IS NULL THEN
         RAISE EXCEPTION 'function %(jsonb) does not exist', func
             USING ERRCODE = 'undefined_function',

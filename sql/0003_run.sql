@@ -223,13 +223,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     FROM programs p ORDER BY p.program_id
 $$;
 
+-- The course application's columns first, in its order; retask's after them.
 CREATE FUNCTION empapi.get_tasks()
-RETURNS TABLE (task_id bigint, program_id bigint, program text, status text, params jsonb,
-               attempt_count integer, max_attempts integer, started timestamptz,
-               finished timestamptz, run_after timestamptz, host text, port text, result text)
+RETURNS TABLE (task_id bigint, name text, status text, params jsonb, started timestamptz,
+               finished timestamptz, program_id bigint, attempt_count integer,
+               max_attempts integer, run_after timestamptz, host text, port text, result text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT t.task_id, t.program_id, p.name, t.status, t.params, t.attempt_count, t.max_attempts,
-           t.started, t.finished, t.run_after, t.host, t.port, t.result
+    SELECT t.task_id, p.name, t.status, t.params, t.started, t.finished,
+           t.program_id, t.attempt_count, t.max_attempts, t.run_after, t.host, t.port, t.result
     FROM tasks t LEFT JOIN programs p ON p.program_id = t.program_id
     ORDER BY t.task_id
 $$;

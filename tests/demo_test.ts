@@ -164,3 +164,25 @@ Deno.test("retask demo", async (t) => {
     await db.drop();
   }
 });
+
+Deno.test("retask demo leaves a user's own program called lucky alone", async () => {
+  const db = await testDatabase("demo_foreign", { install: true });
+  try {
+    await db.sql.unsafe(`CREATE FUNCTION charge(params jsonb) RETURNS text
+                         LANGUAGE sql AS $$ SELECT 'charged' $$`);
+    await db.sql`SELECT register_program('lucky', 'charge')`;
+    const before = [...await db.sql`SELECT * FROM programs`, ...await db.sql`SELECT * FROM tasks`];
+    const run = await runCli(["demo", "--runs", "5"], db.url);
+    assert.equal(run.code, 2);
+    assert.equal(
+      run.stderr.trim(),
+      'retask: program "lucky" already runs public.charge; run the demo on a database of its own',
+    );
+    assert.deepEqual(
+      [...await db.sql`SELECT * FROM programs`, ...await db.sql`SELECT * FROM tasks`],
+      before,
+    );
+  } finally {
+    await db.drop();
+  }
+});

@@ -84,6 +84,19 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
       [["finished", 1], ["error", 1], ["running", 1], ["scheduled", 0], ["scheduled", 0]],
       "a row that left 'scheduled' before retask counts as one attempt",
     );
+    const history = await db.sql<{ task_id: number; outcome: string }[]>`
+      SELECT task_id, outcome FROM task_attempts ORDER BY task_id`;
+    assert.deepEqual(
+      history.map((h) => [h.task_id, h.outcome]),
+      [[1, "finished"], [2, "error"]],
+      "and that attempt has its history row, once it has ended",
+    );
+    // the course application's columns keep their names and order
+    const [first] = await db.sql`SELECT * FROM empapi.get_tasks() LIMIT 1`;
+    assert.deepEqual(
+      Object.keys(first).slice(0, 6),
+      ["task_id", "name", "status", "params", "started", "finished"],
+    );
 
     // The old rows now go through the new mechanism: the running one's backend
     // is long gone, and the seed's program runs with the new renderer.

@@ -70,6 +70,17 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
       assert.equal(row.table.split("\n")[0], "  ab   abc    x  ");
     });
 
+    await t.step(
+      "a name is first read as one identifier, as the seed's quote_ident did",
+      async () => {
+        await sql.unsafe(`CREATE FUNCTION "StockTask"(params jsonb) RETURNS text
+                        LANGUAGE sql AS $$ SELECT 'mixed case' $$`);
+        assert.equal(await run("StockTask"), "StockTask \n----------\nmixed case\n");
+        const [row] = await sql`SELECT func FROM programs WHERE name = 'StockTask'`;
+        assert.equal(row.func, 'public."StockTask"');
+      },
+    );
+
     await t.step("a program's function is resolved, never spliced", async () => {
       // tampering with programs.func directly does not turn it into SQL text
       const { programId } = await registerProgram(sql, "victim", "greeting");
