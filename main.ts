@@ -21,9 +21,11 @@ export function buildCli(): Command {
       "--database-url <url>",
       "PostgreSQL to use (default: $DATABASE_URL, else an embedded server)",
     )
-    .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`retask: ${text}`) });
+    // one line, as every retask error: commander's own, with the pointer to --help
+    .configureOutput({
+      outputError: (text, write) => write(`retask: ${text.trimEnd()} (see --help)\n`),
+    });
   const commands = [
     installCommand(),
     workCommand(),

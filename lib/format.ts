@@ -258,11 +258,20 @@ export function parseJsonObject(what: string, text: string): Record<string, unkn
  */
 export function parseRunAfter(what: string, text: string, now: Date = new Date()): Date {
   const delay = /^\+?([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)$/.exec(text.trim());
+  const day = /^([0-9]{4})-([0-9]{2})-([0-9]{2})/.exec(text.trim());
+  let date: Date | undefined;
   if (delay) {
     const unit = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[delay[2] as "s" | "m" | "h" | "d"];
-    return new Date(now.getTime() + Number(delay[1]) * unit);
+    date = new Date(now.getTime() + Number(delay[1]) * unit);
+  } else if (day) {
+    date = new Date(text);
+    // Date rolls 2030-02-31 over into March; a day that does not exist is a typo
+    const [year, month, dayOfMonth] = day.slice(1).map(Number);
+    const check = new Date(Date.UTC(year, month - 1, dayOfMonth));
+    const real = check.getUTCFullYear() === year && check.getUTCMonth() + 1 === month &&
+      check.getUTCDate() === dayOfMonth;
+    if (!real) date = undefined;
   }
-  const date = /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(text.trim()) ? new Date(text) : undefined;
   if (!date || Number.isNaN(date.getTime())) {
     throw new RetaskError(
       "invalid_input",

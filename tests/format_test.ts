@@ -134,4 +134,9 @@ Deno.test("parseRunAfter takes ISO times and delays", () => {
   );
   inputError(() => parseRunAfter("--run-after", "soon", now), /ISO date-time/);
   inputError(() => parseRunAfter("--run-after", "2031-13-45", now), /ISO date-time/);
+  // a day that does not exist is a typo, not the 3rd of March
+  inputError(() => parseRunAfter("--run-after", "2030-02-31", now), /ISO date-time/);
+  inputError(() => parseRunAfter("--run-after", "2030-02-31T10:00:00Z", now), /ISO date-time/);
+  // a delay past what a date holds
+  inputError(() => parseRunAfter("--run-after", "99999999d", now), /ISO date-time/);
 });
