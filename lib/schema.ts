@@ -32,6 +32,11 @@ function versionOf(file: string): number {
   return Number(file.slice(0, 4));
 }
 
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** Reads a migration's SQL, next to this module in the source tree. */
 export function readMigration(file: string): Promise<string> {
   return Deno.readTextFile(new URL(`../sql/${file}`, import.meta.url));
@@ -55,6 +60,7 @@ export async function install(sql: Sql): Promise<InstallResult> {
   const applied: string[] = [];
   for (const file of MIGRATIONS) {
     const text = await readMigration(file);
+    const checksum = await sha256(text);
     const version = versionOf(file);
     const did = await sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
@@ -62,7 +68,8 @@ export async function install(sql: Sql): Promise<InstallResult> {
       await tx`CREATE TABLE IF NOT EXISTS retask_migrations (
         version integer PRIMARY KEY,
         name text NOT NULL,
-        applied_at timestamptz NOT NULL DEFAULT now())`;
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        checksum text)`;
       const [newest] = await tx<{ max: number | null }[]>`
         SELECT max(version) AS max FROM retask_migrations`;
       if ((newest.max ?? 0) > SCHEMA_VERSION) {
@@ -71,15 +78,28 @@ export async function install(sql: Sql): Promise<InstallResult> {
           `the database has schema version ${newest.max}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
         );
       }
-      const [done] = await tx`SELECT 1 FROM retask_migrations WHERE version = ${version}`;
-      if (done) return false;
+      const [done] = await tx<{ checksum: string | null }[]>`
+        SELECT checksum FROM retask_migrations WHERE version = ${version}`;
+      if (done) {
+        // forward-only: a file changed after it was applied would never reach
+        // this database, and the code would call SQL that is not there
+        if (done.checksum !== checksum) {
+          throw new RetaskError(
+            "database",
+            `migration ${file} differs from the one applied to this database; ` +
+              "applied migrations must not change: add a new numbered file instead",
+          );
+        }
+        return false;
+      }
       try {
         await tx.unsafe(text);
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         throw new RetaskError("database", `migration ${file} failed: ${reason}`, { cause: error });
       }
-      await tx`INSERT INTO retask_migrations (version, name) VALUES (${version}, ${file})`;
+      await tx`INSERT INTO retask_migrations (version, name, checksum)
+               VALUES (${version}, ${file}, ${checksum})`;
       return true;
     });
     if (did) applied.push(file);

@@ -48,6 +48,19 @@ Deno.test("ten concurrent installs all succeed and apply each migration once", a
   }
 });
 
+Deno.test("a migration that changed after it was applied is refused", async () => {
+  const db = await testDatabase("install_changed", { install: true });
+  try {
+    await db.sql`UPDATE retask_migrations SET checksum = 'edited' WHERE version = 2`;
+    await assert.rejects(
+      install(db.sql),
+      /migration 0002_transitions.sql differs from the one applied to this database/,
+    );
+  } finally {
+    await db.drop();
+  }
+});
+
 Deno.test("a newer schema than this code knows is refused", async () => {
   const db = await testDatabase("install_newer", { install: true });
   try {
