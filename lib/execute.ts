@@ -67,6 +67,9 @@ type Settled<T> =
   | { ok: true; value: T; at: number }
   | { ok: false; error: unknown; at: number };
 
+/** How long a lane keeps trying to record its lost attempts before leaving them to the rescuer. */
+const RECORD_LOST_FOR_MS = 30_000;
+
 // Starts a query (postgres.js sends it when first awaited) and never rejects, so
 // a pipelined statement that fails is never an unhandled rejection.
 function settle<T>(query: PromiseLike<T>): Promise<Settled<T>> {
@@ -136,6 +139,11 @@ export class Lane {
   abort(): void {
     this.#aborting = true;
     for (const query of this.#inflight) query.cancel();
+  }
+
+  /** Opens the lane's connection now, so a server that refuses it fails the start, not a batch. */
+  async connect(): Promise<void> {
+    await this.#sql`SELECT 1`;
   }
 
   /** Closes the connection. */
@@ -316,8 +324,11 @@ export class Lane {
     stalled.end({ timeout: 0 }).catch(() => {});
   }
 
-  // Records attempts whose transaction failed, retrying while the connection is down.
+  // Records attempts whose transaction failed, retrying while the connection is
+  // down, for about a lease: past that the lane stops holding them (their leases
+  // are no longer renewed), so the rescuer records them instead.
   async #recordLost(results: AttemptResult[]): Promise<void> {
+    const deadline = performance.now() + RECORD_LOST_FOR_MS;
     for (let failures = 1;; failures++) {
       try {
         this.#ctx.report(
@@ -326,7 +337,9 @@ export class Lane {
         return;
       } catch (error) {
         if (isConnectionError(error)) this.#reopen();
-        if (!isConnectionError(error) || this.#ctx.giveUp.aborted) {
+        if (
+          !isConnectionError(error) || this.#ctx.giveUp.aborted || performance.now() > deadline
+        ) {
           this.#ctx.log({
             level: "warn",
             message: `could not record ${results.length} lost attempt(s), ` +

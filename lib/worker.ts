@@ -145,6 +145,18 @@ export async function runWorker(
 
   try {
     await withinStall(checkSchema(home));
+    // allSettled: every attempt must have ended before the pools are closed
+    const opened = await withinStall(Promise.allSettled(lanes.map((lane) => lane.connect())));
+    const refused = opened.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (refused) {
+      const error = refused.reason;
+      throw new RetaskError(
+        "database",
+        `could not open ${settings.concurrency} lane connection(s): ${errorMessage(error)}; ` +
+          "lower --concurrency or raise the server's max_connections",
+        { cause: error },
+      );
+    }
     log({ level: "info", message: `worker ${worker} started (${describe(settings)})` });
     summary.stopped = await loop();
   } finally {

@@ -19,6 +19,8 @@ export interface TestDatabase {
   sql: Sql;
   /** Closes `sql` and drops the database (terminating leftover backends). */
   drop(): Promise<void>;
+  /** Runs a statement on the server's admin database (for roles, which are cluster-wide). */
+  admin(statement: string): Promise<void>;
 }
 
 /** Creates an empty database named after `label`; `install` also installs retask. */
@@ -39,6 +41,14 @@ export async function testDatabase(
     name,
     url: url.toString(),
     sql,
+    async admin(statement: string) {
+      const admin = client(base, { max: 1 });
+      try {
+        await admin.unsafe(statement);
+      } finally {
+        await admin.end();
+      }
+    },
     async drop() {
       await sql.end({ timeout: 5 });
       const admin = client(base, { max: 1 });
