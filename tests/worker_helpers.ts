@@ -16,8 +16,14 @@ export const WORKER_FUNCTIONS = `
   CREATE INDEX ON effects (task_key);
   -- writes a side effect, then fails with probability params.fail (default 0.7);
   -- a failed attempt's write is rolled back with it
+  -- a clash is two transactions running one task at once; a sequence is not
+  -- rolled back, so a clash stays counted whatever became of either attempt
+  CREATE SEQUENCE clashes;
   CREATE FUNCTION flaky(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
   BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('flaky:' || (params ->> 'key'))) THEN
+      PERFORM nextval('clashes');
+    END IF;
     PERFORM pg_sleep(coalesce((params ->> 'sleep')::float8, 0));
     INSERT INTO effects (task_key) VALUES (params ->> 'key');
     IF random() < coalesce((params ->> 'fail')::float8, 0.7) THEN
@@ -193,6 +199,7 @@ export async function assertInvariants(sql: Sql): Promise<void> {
  * For the flaky program: a side-effect row per committed attempt. Every
  * finished task wrote exactly one row, every errored task none, and there are
  * as many rows as finished attempts: each successful attempt ran exactly once.
+ * And no attempt of a task ever overlapped another (the clash counter).
  */
 export async function assertEffectsExactlyOnce(sql: Sql): Promise<void> {
   const [row] = await sql<{ finished: number; effects: number; wrong: number }[]>`
@@ -204,6 +211,9 @@ export async function assertEffectsExactlyOnce(sql: Sql): Promise<void> {
              <> CASE t.status WHEN 'finished' THEN 1 ELSE 0 END)::int AS wrong`;
   assert.equal(row.effects, row.finished, "one effect per finished attempt");
   assert.equal(row.wrong, 0, "finished tasks wrote once, errored ones not at all");
+  const [clashes] = await sql<{ count: number }[]>`
+    SELECT CASE WHEN is_called THEN last_value ELSE 0 END::int AS count FROM clashes`;
+  assert.equal(clashes.count, 0, "no task ran in two transactions at once");
 }
 
 /** `n` param objects with distinct keys, merged with `extra`. */
