@@ -59,9 +59,13 @@ export class RemotePools {
     const port = task.port!;
     const pool = this.#pool(host, port);
     try {
+      // one run of a task at a time on the remote server too: a retry after this
+      // worker's kill -9 waits until the dead worker's backend has stopped
       const query = pool<{ result: string }[]>`
         SELECT empapi.run(t) AS result
-        FROM jsonb_populate_record(NULL::public.tasks, ${pool.json(task.row as never)}::jsonb) t`;
+        FROM (SELECT pg_advisory_xact_lock(hashtextextended('retask.task:' || ${task.taskId}, 0)))
+             AS one_at_a_time,
+             jsonb_populate_record(NULL::public.tasks, ${pool.json(task.row as never)}::jsonb) t`;
       onStart?.(query);
       const [row] = await query;
       return row.result;

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../lib/db.ts";
 import { enqueue, registerProgram } from "../lib/queue.ts";
-import { testDatabase } from "./helpers.ts";
-import { assertInvariants, killWorkers, runWork } from "./worker_helpers.ts";
+import { testDatabase, waitFor } from "./helpers.ts";
+import { assertInvariants, killWorkers, runWork, spawnWorker } from "./worker_helpers.ts";
 
 const PROGRAM = `
   CREATE TABLE notes (note text, written_in text DEFAULT current_database());
@@ -93,6 +93,66 @@ Deno.test("remote tasks run on their host and are recorded here", async () => {
     const notesHere = await main.sql<{ note: string }[]>`SELECT note FROM notes`;
     assert.deepEqual(notesHere.map((n) => n.note), ["here"]);
     assert.equal((await replica.sql`SELECT 1 FROM tasks`).length, 0, "nothing queued there");
+  } finally {
+    await killWorkers();
+    await main.drop();
+    await replica.drop();
+  }
+});
+
+// Counts clashes (two runs of one key at once) in a sequence, which no rollback undoes.
+const SLOW = `
+  CREATE SEQUENCE clashes;
+  CREATE FUNCTION remote_slow(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
+  BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('slow:' || (params ->> 'key'))) THEN
+      PERFORM nextval('clashes');
+    END IF;
+    PERFORM pg_sleep((params ->> 'sleep')::float8);
+    RETURN 'slept';
+  END $$;
+`;
+
+Deno.test("kill -9 during a remote task: retried once the dead worker's run has stopped", async () => {
+  const main = await testDatabase("worker_remote_kill_main", { install: true });
+  const replica = await testDatabase("worker_remote_kill_replica", { install: true });
+  try {
+    for (const db of [main, replica]) await db.sql.unsafe(SLOW);
+    const program = (await registerProgram(main.sql, "slow", "remote_slow")).programId;
+    assert.equal((await registerProgram(replica.sql, "slow", "remote_slow")).programId, program);
+    const { hostname: host, port } = new URL(main.url);
+    const [id] = await enqueue(main.sql, {
+      program,
+      params: [{ key: "k", sleep: 3 }],
+      host,
+      port: port || "5432",
+    });
+    const args = [
+      "--poll-interval",
+      "100",
+      "--rescue-interval",
+      "200",
+      "--remote-database",
+      replica.name,
+    ];
+    const doomed = spawnWorker(main.url, args);
+    await waitFor(async () => {
+      const rows = await replica.sql`
+        SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+          AND state = 'active' AND query LIKE '%empapi.run%' AND pid <> pg_backend_pid()`;
+      return rows.length > 0;
+    }, "the task to run on the remote server");
+    const rescuer = spawnWorker(main.url, [...args, "--drain"]);
+    doomed.kill("SIGKILL");
+    const [killed, drained] = await Promise.all([doomed.done, rescuer.done]);
+    assert.equal(killed.code, 137);
+    assert.equal(drained.code, 0, drained.stderr);
+    const history = await main.sql<{ outcome: string }[]>`
+      SELECT outcome FROM task_attempts WHERE task_id = ${id} ORDER BY attempt`;
+    assert.deepEqual(history.map((h) => h.outcome), ["lost", "finished"]);
+    const [{ clashes }] = await replica.sql<{ clashes: number }[]>`
+      SELECT CASE WHEN is_called THEN last_value ELSE 0 END::int AS clashes FROM clashes`;
+    assert.equal(clashes, 0, "the retry never ran beside the killed worker's run");
   } finally {
     await killWorkers();
     await main.drop();
