@@ -81,9 +81,10 @@ BEGIN
     END IF;
 END $$;
 
--- Only runnable rows live in this index, so take_task's cost does not grow with
--- the number of finished tasks.
-CREATE INDEX IF NOT EXISTS tasks_scheduled_idx ON tasks (task_id) WHERE status = 'scheduled';
+-- Only scheduled rows live in this index, so taking a task costs the same
+-- however many finished tasks there are; led by run_after, so tasks waiting
+-- for a later retry are never scanned past to find a runnable one.
+CREATE INDEX IF NOT EXISTS tasks_runnable_idx ON tasks (run_after, task_id) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS tasks_running_idx ON tasks (task_id) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS tasks_program_id_idx ON tasks (program_id);
 

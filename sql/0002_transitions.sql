@@ -212,9 +212,10 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
                          max_attempts, retry_delay, retry_backoff, run_after)
 $$;
 
--- Takes up to `max_tasks` runnable tasks, oldest first, and starts an attempt
--- of each. `lease` (for workers outside the database) bounds how long a task
--- may stay running unrenewed; `remote` also takes tasks that name a host.
+-- Takes up to `max_tasks` runnable tasks, longest runnable first (by run_after,
+-- then id), and starts an attempt of each. `lease` (for workers outside the
+-- database) bounds how long a task may stay running unrenewed; `remote` also
+-- takes tasks that name a host.
 CREATE FUNCTION take_tasks(
     max_tasks integer, worker text DEFAULT NULL, lease interval DEFAULT NULL,
     remote boolean DEFAULT true)
@@ -231,7 +232,7 @@ RETURNS SETOF tasks LANGUAGE sql VOLATILE AS $$
         SELECT s.task_id FROM tasks s
         WHERE s.status = 'scheduled' AND s.run_after <= now()
           AND (take_tasks.remote OR s.host IS NULL)
-        ORDER BY s.task_id
+        ORDER BY s.run_after, s.task_id
         LIMIT take_tasks.max_tasks
         FOR UPDATE SKIP LOCKED
     ) picked

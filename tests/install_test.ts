@@ -118,7 +118,8 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
     assert.equal(rescued, 1);
     const [taken] = await db.sql<{ task_id: number; result: string }[]>`
       SELECT t.task_id, empapi.run(t) AS result FROM take_task() t`;
-    assert.equal(taken.task_id, 3, "the rescued task, oldest runnable, is taken first");
+    // runnable longest first: the old scheduled row before the one rescued just now
+    assert.equal(taken.task_id, 4);
     assert.equal(taken.result, "book_id  cost\n------- -----\n1       10.50\n");
     // the seed's names still answer with the seed's arguments
     const [{ id }] = await db.sql<{ id: number }[]>`
