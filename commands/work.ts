@@ -6,6 +6,8 @@
  */
 import { Command } from "commander";
 import { outcomeJson, outcomeLine, type TaskOutcome, type WorkerLog } from "../lib/outcome.ts";
+import { errorMessage } from "../lib/connections.ts";
+import { RetaskError } from "../lib/errors.ts";
 import { runWorker } from "../lib/worker.ts";
 import { parseWorkFlags, WORKER_DEFAULTS, type WorkFlags } from "../lib/worker_options.ts";
 import { withDatabase } from "./common.ts";
@@ -133,6 +135,13 @@ export function workCommand(): Command {
           command,
           (db) => runWorker(db.sql, { ...settings, signal: controller.signal, onOutcome, onLog }),
         );
+      } catch (error) {
+        // the flags were checked above: whatever stops a running worker is a
+        // runtime failure (exit 1), even a PostgreSQL error that reads like bad input
+        if (error instanceof RetaskError) throw error;
+        throw new RetaskError("database", `the worker stopped: ${errorMessage(error)}`, {
+          cause: error,
+        });
       } finally {
         for (const name of signalNames) Deno.removeSignalListener(name, onSignal);
         stdout.flush();
