@@ -28,6 +28,7 @@ export interface ConnectOptions {
 
 /** An open connection pool and where it points. */
 export interface Database {
+  /** The pool. */
   sql: Sql;
   /** The URL connected to, password removed. */
   url: string;

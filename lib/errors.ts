@@ -17,6 +17,7 @@ export class RetaskError extends Error {
   /** Stable code for scripts. */
   readonly code: ErrorCode;
 
+  /** An error with `code` and a one-line `message`; `cause` keeps the underlying error. */
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "RetaskError";

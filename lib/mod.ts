@@ -12,7 +12,15 @@
  * ```
  * @module
  */
-export { client, connect, type ConnectOptions, type Database, type Sql } from "./db.ts";
+export {
+  client,
+  connect,
+  type ConnectOptions,
+  type Database,
+  type Queryable,
+  type Sql,
+  type TransactionSql,
+} from "./db.ts";
 export { type ErrorCode, RetaskError } from "./errors.ts";
 export { install, type InstallResult, SCHEMA_VERSION } from "./schema.ts";
 export {
@@ -22,13 +30,20 @@ export {
   finishTask,
   listPrograms,
   type Program,
+  type Registered,
   registerProgram,
   rescueLostTasks,
   type RetryPolicy,
   takeTasks,
   type Task,
 } from "./queue.ts";
-export { embeddedDataDir, startEmbedded, stopEmbedded } from "./embedded.ts";
+export {
+  embeddedDataDir,
+  type EmbeddedServer,
+  startEmbedded,
+  type StartEmbeddedOptions,
+  stopEmbedded,
+} from "./embedded.ts";
 export { makeWorkerId, runWorker, type RunWorkerOptions, type WorkerSummary } from "./worker.ts";
 export { WORKER_DEFAULTS, type WorkerSettings } from "./worker_options.ts";
-export type { TaskOutcome, WorkerLog } from "./outcome.ts";
+export type { AttemptOutcome, StatusAfter, TaskOutcome, WorkerLog } from "./outcome.ts";

@@ -17,15 +17,19 @@ export type StatusAfter = "finished" | "scheduled" | "error" | null;
 
 /** One attempt of one task, as the worker saw it end. */
 export interface TaskOutcome {
+  /** The task. */
   taskId: number;
   /** The program's name (its id when the program row is gone). */
   program: string;
   /** This attempt's number, 1-based. */
   attempt: number;
+  /** Attempts allowed in all. */
   maxAttempts: number;
   /** Time the attempt ran, in milliseconds. */
   durationMs: number;
+  /** How the attempt ended. */
   outcome: AttemptOutcome;
+  /** The task's status after it. */
   status: StatusAfter;
   /** The error message of a failed or lost attempt, else null. */
   error: string | null;
@@ -73,6 +77,8 @@ export function outcomeJson(event: TaskOutcome): Record<string, unknown> {
 
 /** Something the worker itself has to say (not about one task). */
 export interface WorkerLog {
+  /** `warn` for trouble, `info` otherwise. */
   level: "info" | "warn";
+  /** One line. */
   message: string;
 }

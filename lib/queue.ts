@@ -21,6 +21,7 @@ export interface RetryPolicy {
 
 /** What registering a program did. */
 export interface Registered {
+  /** The program's id. */
   programId: number;
   /** False when a program of that name existed and was updated. */
   created: boolean;
@@ -44,12 +45,19 @@ export async function registerProgram(
 
 /** A registered program. */
 export interface Program {
+  /** Its id. */
   program_id: number;
+  /** Its name, unique in practice (register updates by name). */
   name: string;
+  /** The function it runs, schema-qualified and quoted. */
   func: string;
+  /** Attempts in all for its new tasks. */
   max_attempts: number;
+  /** Wait before a retry, as PostgreSQL prints an interval. */
   retry_delay: string;
+  /** `fixed` or `exponential`. */
   retry_backoff: string;
+  /** Cap on an exponential delay. */
   retry_delay_max: string;
 }
 
@@ -89,6 +97,7 @@ export interface EnqueueOptions extends Omit<RetryPolicy, "retryDelayMax"> {
   params?: Record<string, unknown>[];
   /** Run on this server instead (both or neither). */
   host?: string;
+  /** Port of `host`. */
   port?: string | number;
   /** Not before this time. */
   runAfter?: Date;
@@ -117,19 +126,33 @@ export async function enqueue(sql: Queryable, options: EnqueueOptions): Promise<
 
 /** A task row as the SQL functions return it. */
 export interface Task {
+  /** Its id. */
   task_id: number;
+  /** The program it runs. */
   program_id: number;
+  /** The seed's four statuses. */
   status: "scheduled" | "running" | "finished" | "error";
+  /** The program's argument. */
   params: Record<string, unknown> | null;
+  /** Backend that holds it (running) or last held it. */
   pid: number | null;
+  /** When its latest attempt started. */
   started: Date | null;
+  /** When its latest attempt ended. */
   finished: Date | null;
+  /** `attempt n of m`, then the output or the error. */
   result: string | null;
+  /** Server to run on, with `port`. */
   host: string | null;
+  /** Port of `host`. */
   port: string | null;
+  /** Attempts started so far. */
   attempt_count: number;
+  /** Attempts allowed in all. */
   max_attempts: number;
+  /** Not before this time. */
   run_after: Date;
+  /** Worker that holds it or last held it. */
   worker: string | null;
 }
 

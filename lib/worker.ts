@@ -51,11 +51,15 @@ export interface RunWorkerOptions extends Partial<WorkerSettings> {
 
 /** What a worker did, returned when it stops. */
 export interface WorkerSummary {
+  /** The worker's name. */
   worker: string;
   /** Attempts per outcome. */
   finished: number;
+  /** Failed attempts followed by a retry. */
   retried: number;
+  /** Failed last attempts. */
   errored: number;
+  /** Attempts that ended lost. */
   lost: number;
   /** `drained`: nothing was left to do (with `drain`); `signal`: it was asked to stop. */
   stopped: "drained" | "signal";
