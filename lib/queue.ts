@@ -1,5 +1,5 @@
 /**
- * Thin wrappers over the SQL state machine (sql/0002_transitions.sql). Nothing
+ * Thin wrappers over the SQL state machine (sql/0002_programs.sql, sql/0003_transitions.sql). Nothing
  * here decides a task's next status: the SQL functions do.
  * @module
  */

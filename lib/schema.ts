@@ -13,8 +13,9 @@ import { RetaskError } from "./errors.ts";
  */
 export const MIGRATIONS: readonly string[] = [
   "0001_tasks.sql",
-  "0002_transitions.sql",
-  "0003_run.sql",
+  "0002_programs.sql",
+  "0003_transitions.sql",
+  "0004_run.sql",
 ];
 
 /** The schema version this code installs. */

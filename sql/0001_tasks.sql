@@ -5,7 +5,7 @@
 
 CREATE SCHEMA IF NOT EXISTS empapi;
 
--- The seed's functions are replaced by 0002 and 0003. Those written with a
+-- The seed's functions are replaced by 0002-0004. Those written with a
 -- BEGIN ATOMIC body that uses the tasks row type would block ALTER TABLE below,
 -- so they go first.
 DROP FUNCTION IF EXISTS take_task();

@@ -1,4 +1,4 @@
-// retask_lucky (sql/0003_run.sql) and `retask demo`, end to end on a fresh database.
+// retask_lucky (sql/0004_run.sql) and `retask demo`, end to end on a fresh database.
 import assert from "node:assert/strict";
 import { enqueue } from "../lib/queue.ts";
 import { runCli, testDatabase } from "./helpers.ts";

@@ -54,7 +54,7 @@ Deno.test("a migration that changed after it was applied is refused", async () =
     await db.sql`UPDATE retask_migrations SET checksum = 'edited' WHERE version = 2`;
     await assert.rejects(
       install(db.sql),
-      /migration 0002_transitions.sql differs from the one applied to this database/,
+      /migration 0002_programs.sql differs from the one applied to this database/,
     );
   } finally {
     await db.drop();

@@ -1,4 +1,4 @@
-// The task state machine (sql/0002_transitions.sql), driven through lib/queue.ts.
+// The task state machine (sql/0003_transitions.sql), driven through lib/queue.ts.
 import assert from "node:assert/strict";
 import { client } from "../lib/db.ts";
 import {

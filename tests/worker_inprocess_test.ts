@@ -1,5 +1,5 @@
 // The worker run in-process (as `retask demo` does) and the SQL it adds
-// (sql/0002_transitions.sql, sql/0003_run.sql): batches, savepoints, timeouts, drain, rescue, leases.
+// (sql/0003_transitions.sql, sql/0004_run.sql): batches, savepoints, timeouts, drain, rescue, leases.
 import assert from "node:assert/strict";
 import { client } from "../lib/db.ts";
 import type { TaskOutcome } from "../lib/outcome.ts";

@@ -1,4 +1,4 @@
--- retask 0003: running a program inside the database, the seed's in-database
+-- retask 0004: running a program inside the database, the seed's in-database
 -- worker, and the admin API in schema empapi. PL/pgSQL only: stock PostgreSQL
 -- (and managed services) have no PL/Python.
 
