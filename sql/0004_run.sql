@@ -90,16 +90,18 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Runs a task's program and renders what it returned. The function name is
--- re-validated here and spliced only as a quoted, resolved identifier.
+-- re-validated on every run and spliced only as a quoted, resolved identifier.
+-- The query built for a function is kept for the session, keyed by the
+-- function's oid: a function dropped and created again gets a new oid, and its
+-- query is built afresh.
 CREATE FUNCTION empapi.run(task tasks) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     func text;
     fn regprocedure;
     names text[];
-    target text;
-    aliases text;
-    exprs text;
+    query text;
+    plan text;
     cells text[];
 BEGIN
     SELECT p.func INTO func FROM programs p WHERE p.program_id = task.program_id;
@@ -107,14 +109,25 @@ BEGIN
         RAISE EXCEPTION 'program % does not exist', task.program_id USING ERRCODE = 'no_data_found';
     END IF;
     fn := program_function(func);
-    names := program_columns(fn);
-    SELECT format('%I.%I', n.nspname, p.proname) INTO target
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn;
-    -- positional aliases c1..cn, so no column name is ever spliced into SQL
-    SELECT string_agg('c' || i, ', '), string_agg('r.c' || i || '::text', ', ')
-    INTO aliases, exprs FROM generate_series(1, cardinality(names)) i;
-    EXECUTE format('SELECT array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', exprs, target, aliases)
-        INTO cells USING task.params;
+    plan := current_setting('retask.run_plan_' || fn::oid, true);
+    IF coalesce(plan, '') = '' THEN
+        names := program_columns(fn);
+        -- positional aliases c1..cn, so no column name is ever spliced into SQL
+        SELECT format('SELECT array_agg(ARRAY[%s]) FROM %I.%I($1) AS r(%s)',
+                      string_agg('r.c' || i || '::text', ', '), n.nspname, p.proname,
+                      string_agg('c' || i, ', '))
+        INTO query
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
+             generate_series(1, cardinality(names)) i
+        WHERE p.oid = fn
+        GROUP BY n.nspname, p.proname;
+        -- as an array literal, which quotes whatever the names hold
+        PERFORM set_config('retask.run_plan_' || fn::oid, ARRAY[names::text, query]::text, false);
+    ELSE
+        names := (plan::text[])[1]::text[];
+        query := (plan::text[])[2];
+    END IF;
+    EXECUTE query INTO cells USING task.params;
     RETURN render_table(names, cells);
 END
 $$;

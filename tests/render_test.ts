@@ -1,5 +1,6 @@
 // empapi.run renders a program's result as the seed's text table.
 import assert from "node:assert/strict";
+import { client } from "../lib/db.ts";
 import { enqueue, registerProgram } from "../lib/queue.ts";
 import { testDatabase } from "./helpers.ts";
 
@@ -80,6 +81,26 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
         assert.equal(row.func, 'public."StockTask"');
       },
     );
+
+    await t.step("a function dropped and created again is run as it is now", async () => {
+      // one session: the query built for a function is kept per session
+      const session = client(db.url, { max: 1 });
+      try {
+        await session.unsafe(`CREATE FUNCTION shape(params jsonb) RETURNS text
+                              LANGUAGE sql AS $$ SELECT 'v1' $$`);
+        const { programId } = await registerProgram(session, "shape", "shape");
+        const [id] = await enqueue(session, { program: programId });
+        const runIt = async () =>
+          (await session`SELECT empapi.run(t) AS r FROM tasks t WHERE task_id = ${id}`)[0].r;
+        assert.equal(await runIt(), "shape\n-----\nv1   \n");
+        await session.unsafe(`DROP FUNCTION shape(jsonb);
+          CREATE FUNCTION shape(params jsonb) RETURNS TABLE (version int, note text)
+          LANGUAGE sql AS $$ SELECT 2, 'new' $$`);
+        assert.equal(await runIt(), "version note\n------- ----\n2       new \n");
+      } finally {
+        await session.end();
+      }
+    });
 
     await t.step("a program's function is resolved, never spliced", async () => {
       // tampering with programs.func directly does not turn it into SQL text
