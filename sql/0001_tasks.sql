@@ -5,6 +5,19 @@
 
 CREATE SCHEMA IF NOT EXISTS empapi;
 
+-- The seed's functions that 0001-0004 replace would lose their privileges with
+-- them (a course database may have revoked PUBLIC's and granted a role's): keep
+-- them here, to be granted again to the new versions at the end of 0004.
+CREATE TABLE retask_replaced_acl (schema_name name, function_name name, acl aclitem[]);
+INSERT INTO retask_replaced_acl
+SELECT n.nspname, p.proname, p.proacl
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.proacl IS NOT NULL
+  AND (n.nspname::text, p.proname::text) IN (
+      ('public', 'take_task'), ('public', 'complete_task'), ('public', 'register_program'),
+      ('public', 'process_tasks'), ('empapi', 'run'), ('empapi', 'run_program'),
+      ('empapi', 'get_programs'), ('empapi', 'get_tasks'), ('empapi', 'task_results'));
+
 -- The seed's functions are replaced by 0002-0004. Those written with a
 -- BEGIN ATOMIC body that uses the tasks row type would block ALTER TABLE below,
 -- so they go first.

@@ -287,3 +287,30 @@ BEGIN
     RETURN NULL;  -- unreachable: every branch above raises
 END
 $$;
+
+-- The privileges the seed's replaced functions had (saved by 0001), granted
+-- again to their new versions of the same name.
+DO $$
+DECLARE
+    saved record;
+    fn regprocedure;
+    kind text;
+    grant_ record;
+BEGIN
+    FOR saved IN SELECT * FROM retask_replaced_acl LOOP
+        FOR fn, kind IN
+            SELECT p.oid::regprocedure, CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = saved.schema_name AND p.proname = saved.function_name
+        LOOP
+            EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', kind, fn);
+            FOR grant_ IN SELECT * FROM aclexplode(saved.acl) LOOP
+                EXECUTE format('GRANT %s ON %s %s TO %s%s', grant_.privilege_type, kind, fn,
+                    CASE WHEN grant_.grantee = 0 THEN 'PUBLIC'
+                         ELSE quote_ident(pg_get_userbyid(grant_.grantee)) END,
+                    CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END $$;
+DROP TABLE retask_replaced_acl;

@@ -73,9 +73,15 @@ Deno.test("a newer schema than this code knows is refused", async () => {
 
 Deno.test("the seed's database is upgraded in place, keeping every row", async () => {
   const db = await testDatabase("install_seed");
+  const role = `${db.name}_api`;
   try {
     const seed = await Deno.readTextFile(new URL("./fixtures/seed.sql", import.meta.url));
     await db.sql.unsafe(seed);
+    // the course database's privileges: the API for one role, not for everyone
+    await db.admin(`CREATE ROLE ${role}`);
+    await db.sql.unsafe(`
+      REVOKE EXECUTE ON FUNCTION empapi.get_tasks(), empapi.run_program(bigint, jsonb) FROM PUBLIC;
+      GRANT EXECUTE ON FUNCTION empapi.get_tasks(), empapi.run_program(bigint, jsonb) TO ${role};`);
     const seedColumns = () =>
       db.sql<Record<string, unknown>[]>`
         SELECT task_id, program_id, status, params, pid, started, finished, result, host, port
@@ -128,7 +134,21 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
     const [{ program }] = await db.sql<{ program: number }[]>`
       SELECT register_program('Another report', 'stock_task') AS program`;
     assert.equal(program, 2);
+    // the replaced functions keep the privileges the seed's had
+    const privileges = await db.sql<{ fn: string; api: boolean; everyone: boolean }[]>`
+      SELECT p.oid::regprocedure::text AS fn,
+             has_function_privilege(${role}, p.oid, 'EXECUTE') AS api,
+             coalesce(p.proacl::text[] && ARRAY['=X/' || pg_get_userbyid(p.proowner)], true) AS everyone
+      FROM pg_proc p WHERE p.pronamespace = 'empapi'::regnamespace
+        AND p.proname IN ('get_tasks', 'run_program', 'task_results')
+      ORDER BY 1`;
+    assert.deepEqual(privileges.map((p) => [p.fn, p.api, p.everyone]), [
+      ["empapi.get_tasks()", true, false],
+      ["empapi.run_program(bigint,jsonb,text,text)", true, false],
+      ["empapi.task_results(bigint)", true, true],
+    ]);
   } finally {
     await db.drop();
+    await db.admin(`DROP ROLE IF EXISTS ${role}`);
   }
 });
