@@ -5,8 +5,8 @@
 import { Command } from "commander";
 import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../lib/format.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { enqueue, type EnqueueOptions, listPrograms, resolveProgram } from "../lib/queue.ts";
-import { requireInstalled } from "../lib/status.ts";
+import { enqueue, type EnqueueOptions, findProgram } from "../lib/queue.ts";
+import { requireInstalled } from "../lib/schema.ts";
 import { printJson, withDatabase } from "./common.ts";
 
 interface EnqueueFlags {
@@ -66,9 +66,8 @@ export function enqueueCommand(): Command {
       const { programId, name, taskIds } = await withDatabase(command, async (db) => {
         await requireInstalled(db.sql);
         return await db.sql.begin(async (tx) => {
-          const programId = await resolveProgram(tx, program);
+          const { programId, name } = await findProgram(tx, program);
           const taskIds = await enqueue(tx, { ...options, program: programId });
-          const name = (await listPrograms(tx)).find((p) => p.program_id === programId)?.name;
           return { programId, name, taskIds };
         });
       });

@@ -7,7 +7,7 @@ import { Command } from "commander";
 import { parseInteger } from "../lib/format.ts";
 import { RetaskError } from "../lib/errors.ts";
 import { listPrograms, registerProgram, type RetryPolicy } from "../lib/queue.ts";
-import { requireInstalled } from "../lib/status.ts";
+import { requireInstalled } from "../lib/schema.ts";
 import { printJson, withDatabase } from "./common.ts";
 
 interface RegisterFlags {
@@ -56,9 +56,7 @@ export function registerCommand(): Command {
       const { registered, program } = await withDatabase(command, async (db) => {
         await requireInstalled(db.sql);
         const registered = await registerProgram(db.sql, name, func, policy);
-        const program = (await listPrograms(db.sql)).find((p) =>
-          p.program_id === registered.programId
-        )!;
+        const [program] = await listPrograms(db.sql, registered.programId);
         return { registered, program };
       });
       if (flags.json) return printJson({ ...program, created: registered.created });

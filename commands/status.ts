@@ -19,13 +19,13 @@ import {
   getTask,
   listTasks,
   parseStatus,
-  requireInstalled,
   STATUSES,
   type TaskDetail,
   type TaskFilter,
   type TaskList,
   type TaskStatus,
 } from "../lib/status.ts";
+import { requireInstalled } from "../lib/schema.ts";
 import { printJson, withDatabase } from "./common.ts";
 
 interface StatusFlags {

@@ -33,7 +33,7 @@ interface ClaimedRow {
 }
 
 /**
- * Takes up to `max` runnable tasks (oldest first, skipping those other workers
+ * Takes up to `max` runnable tasks (longest runnable first, skipping those other workers
  * are taking) and starts an attempt of each, leased for `leaseMs`.
  */
 export async function claimTasks(

@@ -169,17 +169,19 @@ export function resultSummary(result: string | null | undefined): string {
 export interface IntegerRange {
   min?: number;
   max?: number;
+  /** The error's code: `invalid_input` (default), or `usage` for a flag's value. Both exit 2. */
+  code?: "usage" | "invalid_input";
 }
 
 /** Parses a whole number given as `what`; an input error names the flag and the range. */
 export function parseInteger(what: string, text: string, range: IntegerRange = {}): number {
-  const { min = -Infinity, max = Infinity } = range;
+  const { min = -Infinity, max = Infinity, code = "invalid_input" } = range;
   const value = /^[+-]?[0-9]+$/.test(text.trim()) ? Number(text) : NaN;
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     const bounds = max === Infinity
       ? (min === 1 ? "a positive whole number" : `a whole number of at least ${min}`)
       : `a whole number from ${min} to ${max}`;
-    throw new RetaskError("invalid_input", `${what} must be ${bounds}, got "${text}"`);
+    throw new RetaskError(code, `${what} must be ${bounds}, got "${text}"`);
   }
   return value;
 }

@@ -61,32 +61,41 @@ export interface Program {
   retry_delay_max: string;
 }
 
-/** All programs, by id. */
-export function listPrograms(sql: Queryable): Promise<Program[]> {
+/** All programs by id, or only the one with id `programId`. */
+export function listPrograms(sql: Queryable, programId: number | null = null): Promise<Program[]> {
   return sql<Program[]>`
     SELECT program_id, name, func, max_attempts, retry_delay::text AS retry_delay,
            retry_backoff, retry_delay_max::text AS retry_delay_max
-    FROM public.programs ORDER BY program_id`;
+    FROM public.programs WHERE ${programId}::bigint IS NULL OR program_id = ${programId}::bigint
+    ORDER BY program_id`;
 }
 
 /**
- * A program's id from its id or name. Unknown ones are an input error that
+ * A program, found by its id or name. Unknown ones are an input error that
  * names the programs there are.
  */
-export async function resolveProgram(sql: Queryable, program: string | number): Promise<number> {
+export async function findProgram(
+  sql: Queryable,
+  program: string | number,
+): Promise<{ programId: number; name: string }> {
   const text = String(program).trim();
   const [row] = /^[0-9]+$/.test(text)
-    ? await sql<{ program_id: number }[]>`
-        SELECT program_id FROM public.programs WHERE program_id = ${text}::bigint`
-    : await sql<{ program_id: number }[]>`
-        SELECT min(program_id) AS program_id FROM public.programs WHERE name = ${text}
-        HAVING min(program_id) IS NOT NULL`;
-  if (row) return row.program_id;
+    ? await sql<{ program_id: number; name: string }[]>`
+        SELECT program_id, name FROM public.programs WHERE program_id = ${text}::bigint`
+    : await sql<{ program_id: number; name: string }[]>`
+        SELECT program_id, name FROM public.programs WHERE name = ${text}
+        ORDER BY program_id LIMIT 1`;
+  if (row) return { programId: row.program_id, name: row.name };
   const programs = await listPrograms(sql);
   const known = programs.length === 0
     ? "none is registered yet (retask register <name> <function>)"
     : `registered: ${programs.map((p) => `${p.name} (${p.program_id})`).join(", ")}`;
   throw new RetaskError("invalid_input", `unknown program "${text}"; ${known}`);
+}
+
+/** A program's id from its id or name; see {@link findProgram}. */
+export async function resolveProgram(sql: Queryable, program: string | number): Promise<number> {
+  return (await findProgram(sql, program)).programId;
 }
 
 /** What to enqueue. */

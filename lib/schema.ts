@@ -107,3 +107,18 @@ export async function install(sql: Sql): Promise<InstallResult> {
   }
   return { version: await installedVersion(sql), applied };
 }
+
+/**
+ * Checks that retask's schema is installed and current, so a command on a bare
+ * database says "run retask install" instead of "relation does not exist".
+ */
+export async function requireInstalled(sql: Sql): Promise<void> {
+  const version = await installedVersion(sql);
+  if (version >= SCHEMA_VERSION) return;
+  throw new RetaskError(
+    "database",
+    version === 0
+      ? "retask is not installed in this database; run retask install"
+      : `the database has schema version ${version}, older than ${SCHEMA_VERSION}; run retask install`,
+  );
+}

@@ -3,25 +3,9 @@
  * with every attempt it made (`empapi.task_attempts`).
  * @module
  */
-import type { Queryable, Sql } from "./db.ts";
+import type { Queryable } from "./db.ts";
 import { RetaskError } from "./errors.ts";
 import { resolveProgram } from "./queue.ts";
-import { installedVersion, SCHEMA_VERSION } from "./schema.ts";
-
-/**
- * Checks that retask's schema is installed and current, so a command on a bare
- * database says "run retask install" instead of "relation does not exist".
- */
-export async function requireInstalled(sql: Sql): Promise<void> {
-  const version = await installedVersion(sql);
-  if (version >= SCHEMA_VERSION) return;
-  throw new RetaskError(
-    "database",
-    version === 0
-      ? "retask is not installed in this database; run retask install"
-      : `the database has schema version ${version}, older than ${SCHEMA_VERSION}; run retask install`,
-  );
-}
 
 /** The four statuses a task can have, in life-cycle order. */
 export const STATUSES = ["scheduled", "running", "finished", "error"] as const;

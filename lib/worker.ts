@@ -30,7 +30,7 @@ import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
 import { rescueLostTasks } from "./queue.ts";
 import { RemotePools } from "./remote.ts";
-import { installedVersion, SCHEMA_VERSION } from "./schema.ts";
+import { requireInstalled } from "./schema.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./worker_options.ts";
 
@@ -148,7 +148,7 @@ export async function runWorker(
   const lanes = Array.from({ length: settings.concurrency }, () => new Lane(openLane, context));
 
   try {
-    await withinStall(checkSchema(home));
+    await withinStall(requireInstalled(home));
     // allSettled: every attempt must have ended before the pools are closed
     const opened = await withinStall(Promise.allSettled(lanes.map((lane) => lane.connect())));
     const refused = opened.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -283,16 +283,6 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   ]);
   timer.abort();
   return done;
-}
-
-async function checkSchema(home: Sql): Promise<void> {
-  const version = await installedVersion(home);
-  if (version < SCHEMA_VERSION) {
-    throw new RetaskError(
-      "database",
-      `the database has retask schema version ${version}, the worker needs ${SCHEMA_VERSION}: run \`retask install\``,
-    );
-  }
 }
 
 function describe(s: WorkerSettings): string {

@@ -4,6 +4,7 @@
  * @module
  */
 import { RetaskError } from "./errors.ts";
+import { parseInteger } from "./format.ts";
 
 /** How a worker runs. Every field has a default ({@link WORKER_DEFAULTS}). */
 export interface WorkerSettings {
@@ -63,18 +64,6 @@ export function parseDuration(flag: string, text: string, min = 0): number {
   return ms;
 }
 
-/** Parses a whole number from `min` to `max`. Throws a usage error naming `flag`. */
-export function parseCount(flag: string, text: string, min: number, max: number): number {
-  const value = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new RetaskError(
-      "usage",
-      `${flag} must be a whole number from ${min} to ${max}, got "${text}"`,
-    );
-  }
-  return value;
-}
-
 /** `retask work`'s flags as commander hands them over (strings, or booleans for switches). */
 export interface WorkFlags {
   concurrency?: string;
@@ -94,7 +83,7 @@ export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
   const duration = (flag: string, text: string | undefined, fallback: number, min: number) =>
     text === undefined ? fallback : parseDuration(flag, text, min);
   const count = (flag: string, text: string | undefined, fallback: number) =>
-    text === undefined ? fallback : parseCount(flag, text, 1, 1000);
+    text === undefined ? fallback : parseInteger(flag, text, { min: 1, max: 1000, code: "usage" });
   const settings: WorkerSettings = {
     concurrency: count("--concurrency", flags.concurrency, d.concurrency),
     batchSize: count("--batch-size", flags.batchSize, d.batchSize),

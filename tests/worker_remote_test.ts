@@ -5,7 +5,13 @@ import assert from "node:assert/strict";
 import type { Sql } from "../lib/db.ts";
 import { enqueue, registerProgram } from "../lib/queue.ts";
 import { testDatabase, waitFor } from "./helpers.ts";
-import { assertInvariants, killWorkers, runWork, spawnWorker } from "./worker_helpers.ts";
+import {
+  assertInvariants,
+  installWorkerPrograms,
+  killWorkers,
+  runWork,
+  spawnWorker,
+} from "./worker_helpers.ts";
 
 const PROGRAM = `
   CREATE TABLE notes (note text, written_in text DEFAULT current_database());
@@ -100,30 +106,17 @@ Deno.test("remote tasks run on their host and are recorded here", async () => {
   }
 });
 
-// Counts clashes (two runs of one key at once) in a sequence, which no rollback undoes.
-const SLOW = `
-  CREATE SEQUENCE clashes;
-  CREATE FUNCTION remote_slow(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
-  BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('slow:' || (params ->> 'key'))) THEN
-      PERFORM nextval('clashes');
-    END IF;
-    PERFORM pg_sleep((params ->> 'sleep')::float8);
-    RETURN 'slept';
-  END $$;
-`;
-
 Deno.test("kill -9 during a remote task: retried once the dead worker's run has stopped", async () => {
   const main = await testDatabase("worker_remote_kill_main", { install: true });
   const replica = await testDatabase("worker_remote_kill_replica", { install: true });
   try {
-    for (const db of [main, replica]) await db.sql.unsafe(SLOW);
-    const program = (await registerProgram(main.sql, "slow", "remote_slow")).programId;
-    assert.equal((await registerProgram(replica.sql, "slow", "remote_slow")).programId, program);
+    // the flaky program counts clashes: two runs of one key at once
+    const program = (await installWorkerPrograms(main.sql)).flaky;
+    assert.equal((await installWorkerPrograms(replica.sql)).flaky, program);
     const { hostname: host, port } = new URL(main.url);
     const [id] = await enqueue(main.sql, {
       program,
-      params: [{ key: "k", sleep: 3 }],
+      params: [{ key: "k", sleep: 3, fail: 0 }],
       host,
       port: port || "5432",
     });
