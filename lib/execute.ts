@@ -1,15 +1,14 @@
 /**
- * Execution: a lane owns one connection and runs a batch of tasks in one
- * transaction. It locks the batch's rows (so a rescuer, which skips locked
- * rows, cannot take them mid-run), runs each SQL program under a savepoint
- * (`attempt_task`: a failure rolls back only that task), runs remote tasks on
- * their servers, and records every outcome with one `complete_tasks` call
- * before it commits: a program's effects and its completion commit together or
- * not at all.
+ * Execution: a lane owns one connection and runs a batch of tasks. SQL programs
+ * run in one `run_tasks` statement per batch: the server locks the batch's rows
+ * (so a rescuer, which skips locked rows, cannot take them mid-run), runs each
+ * program under a savepoint (a failure rolls back only that task) and records
+ * every outcome before the statement's transaction commits: a program's effects
+ * and its completion commit together or not at all. One round trip and one
+ * commit per batch, whatever its size and however many of its tasks fail.
  *
- * Statements are pipelined: a batch costs three round trips whatever its size
- * and however many of its tasks fail (begin and lock; one `attempt_task` per
- * task; complete and commit).
+ * Remote tasks run on their own servers while one local transaction keeps
+ * their rows locked and then records their outcomes.
  * @module
  */
 import type { ClaimedTask } from "./claim.ts";
@@ -24,7 +23,7 @@ import {
 } from "./complete.ts";
 import { errorMessage, isConnectionError, reconnectDelay, withinStall } from "./connections.ts";
 import type { Sql } from "./db.ts";
-import type { TaskOutcome, WorkerLog } from "./outcome.ts";
+import type { StatusAfter, TaskOutcome, WorkerLog } from "./outcome.ts";
 import { RemoteUnreachableError } from "./remote.ts";
 import type { RemotePools } from "./remote.ts";
 import { sleep } from "./wake.ts";
@@ -54,13 +53,13 @@ export interface LaneContext {
   giveUp: AbortSignal;
 }
 
-interface Attempted {
-  result: string | null;
+/** A row of `run_tasks`: what became of one task of the batch. */
+interface RunRow {
+  task_id: number;
+  state: "ran" | "not held" | "cancelled" | "unrun";
+  status: StatusAfter;
   error: string | null;
-  context: string | null;
-  error_code: string | null;
-  started: Date;
-  finished: Date;
+  duration_ms: number;
 }
 
 type Settled<T> =
@@ -154,7 +153,10 @@ export class Lane {
   async #run(tasks: readonly ClaimedTask[]): Promise<void> {
     const started = performance.now();
     try {
-      this.#ctx.report(await this.#transaction(tasks));
+      const local = tasks.filter((t) => t.host === null);
+      const remote = tasks.filter((t) => t.host !== null);
+      if (local.length > 0) await this.#runLocal(local);
+      if (remote.length > 0) this.#record(await this.#transaction(remote));
       const perTask = Math.max((performance.now() - started) / tasks.length, 0.01);
       this.#capacity = Math.max(
         1,
@@ -164,13 +166,14 @@ export class Lane {
       const connectionLost = isConnectionError(error);
       if (connectionLost) this.#reopen();
       else await settle(this.#sql`ROLLBACK`);
+      const left = this.#held;
       if (!this.#aborting) {
         this.#ctx.log({
           level: "warn",
           message: connectionLost
-            ? `a batch of ${tasks.length} lost its database connection (${errorMessage(error)}); ` +
+            ? `a batch of ${left.length} lost its database connection (${errorMessage(error)}); ` +
               "recording its attempts as lost"
-            : `a batch of ${tasks.length} failed: ${errorMessage(error)}`,
+            : `a batch of ${left.length} failed: ${errorMessage(error)}`,
         });
       }
       const reason = this.#aborting
@@ -178,14 +181,78 @@ export class Lane {
         : connectionLost
         ? `worker lost its database connection: ${errorMessage(error)}`
         : `worker could not run the batch: ${errorMessage(error)}`;
-      await this.#recordLost(tasks.map((t) => lost(t, reason)));
+      await this.#recordLost(left.map((t) => lost(t, reason)));
     }
   }
 
-  // The batch's transaction; throws when the batch as a whole failed (nothing of it committed).
+  // Reports outcomes; the lane no longer holds their tasks.
+  #record(ended: readonly TaskOutcome[]): void {
+    this.#ctx.report([...ended]);
+    const done = new Set(ended.map((o) => o.taskId));
+    this.#held = this.#held.filter((t) => !done.has(t.taskId));
+  }
+
+  // SQL programs: one run_tasks statement runs the batch and records every
+  // outcome (its own transaction). A statement timeout that cut a later task
+  // short, before it had its full time, leaves it and those after it unrun;
+  // they go again in a new statement.
+  async #runLocal(tasks: readonly ClaimedTask[]): Promise<void> {
+    let pending = tasks;
+    while (pending.length > 0) {
+      if (this.#aborting) {
+        await this.#recordLost(pending.map((task) => lost(task, STOPPED)));
+        return;
+      }
+      const query = this.#sql<RunRow[]>`
+        SELECT task_id, state, status, error, duration_ms
+        FROM public.run_tasks(${pending.map((t) => t.taskId)}::bigint[],
+                              ${pending.map((t) => t.attempt)}::integer[],
+                              ${this.#ctx.taskTimeoutMs}::integer)`;
+      this.#inflight.add(query);
+      let rows: RunRow[];
+      try {
+        rows = await query;
+      } finally {
+        this.#inflight.delete(query);
+      }
+      const byId = new Map(pending.map((t) => [t.taskId, t]));
+      const ran: AttemptResult[] = [];
+      const statuses: StatusAfter[] = [];
+      const cut: AttemptResult[] = [];
+      const unrun: ClaimedTask[] = [];
+      for (const row of rows) {
+        const task = byId.get(row.task_id)!;
+        if (row.state === "ran") {
+          ran.push(
+            row.error === null
+              ? finished(task, "", row.duration_ms)
+              : failed(task, row.error, null, row.duration_ms),
+          );
+          statuses.push(row.status);
+        } else if (row.state === "not held") {
+          ran.push(lost(task, "the task was taken from this worker"));
+          statuses.push(null);
+        } else if (row.state === "cancelled") {
+          // a cancel the worker did not send is the attempt's failure, like any error
+          cut.push(this.#aborting ? lost(task, STOPPED) : failed(task, row.error ?? "", null, 0));
+        } else {
+          unrun.push(task);
+        }
+      }
+      this.#record(outcomes(ran, statuses, this.#ctx.worker));
+      if (cut.length > 0) {
+        this.#record(await withinStall(completeTasks(this.#sql, cut, this.#ctx.worker)));
+      }
+      pending = unrun;
+    }
+  }
+
+  // Remote tasks: one transaction keeps their rows locked while they run on
+  // their servers, and records their outcomes before it commits. Throws when
+  // the transaction as a whole failed (nothing of it committed).
   async #transaction(tasks: readonly ClaimedTask[]): Promise<TaskOutcome[]> {
     const sql = this.#sql;
-    const steps = [
+    const begun = await withinStall(Promise.all([
       settle(sql`BEGIN`),
       settle(sql<{ task_id: number }[]>`
         SELECT task_id FROM public.tasks
@@ -195,16 +262,7 @@ export class Lane {
                                  ${tasks.map((t) => t.attempt)}::integer[]))
         ORDER BY task_id
         FOR UPDATE`),
-    ];
-    if (this.#ctx.taskTimeoutMs > 0) {
-      // SET LOCAL takes no parameters; set_config(..., true) is the same thing
-      steps.push(
-        settle(
-          sql`SELECT set_config('statement_timeout', ${String(this.#ctx.taskTimeoutMs)}, true)`,
-        ),
-      );
-    }
-    const begun = await withinStall(Promise.all(steps));
+    ]));
     if (firstError(begun) !== undefined) throw firstError(begun);
     const locked = new Set(
       (begun[1] as { value: { task_id: number }[] }).value.map((r) => r.task_id),
@@ -213,10 +271,7 @@ export class Lane {
     const mine = tasks.filter((t) => locked.has(t.taskId));
     const taken = tasks.filter((t) => !locked.has(t.taskId));
 
-    const results = [
-      ...await this.#runLocal(mine.filter((t) => t.host === null)),
-      ...await this.#runRemote(mine.filter((t) => t.host !== null)),
-    ];
+    const results = await this.#runRemote(mine);
     const [completed, committed] = await withinStall(Promise.all([
       results.length > 0 ? settle(completeStatement(sql, results)) : null,
       settle(sql`COMMIT`),
@@ -233,45 +288,6 @@ export class Lane {
         this.#ctx.worker,
       ),
     ];
-  }
-
-  // Runs SQL programs, one attempt_task statement each, all pipelined: the
-  // function runs the program under a savepoint and returns its error instead
-  // of raising, so one failure does not stop the rest.
-  async #runLocal(tasks: readonly ClaimedTask[]): Promise<AttemptResult[]> {
-    if (this.#aborting) return tasks.map((task) => lost(task, STOPPED));
-    const sql = this.#sql;
-    const runs = tasks.map((task) => {
-      const query = sql<Attempted[]>`
-        SELECT result, error, context, error_code, started, finished
-        FROM public.attempt_task(${task.taskId})`;
-      this.#inflight.add(query);
-      return { task, query, settled: settle(query) };
-    });
-    const results: AttemptResult[] = [];
-    let previous = performance.now();
-    let broken: unknown;
-    for (const { task, query, settled } of runs) {
-      const ran = await settled;
-      this.#inflight.delete(query);
-      const duration = ran.at - previous;
-      previous = ran.at;
-      if (!ran.ok) {
-        broken ??= ran.error;
-        continue;
-      }
-      const [row] = ran.value;
-      const attempt = row.error_code === null
-        ? finished(task, row.result ?? "", duration)
-        : this.#failure(task, row.error ?? "unknown error", row.error_code, row.context, duration);
-      if (row.started && row.finished) {
-        attempt.ranAt = { started: row.started, finished: row.finished };
-      }
-      results.push(attempt);
-    }
-    // a statement that failed (rather than reporting its task's failure) aborted the transaction
-    if (broken !== undefined) throw broken;
-    return results;
   }
 
   // Remote tasks run side by side; the local transaction keeps their rows locked meanwhile.
@@ -331,9 +347,7 @@ export class Lane {
     const deadline = performance.now() + RECORD_LOST_FOR_MS;
     for (let failures = 1;; failures++) {
       try {
-        this.#ctx.report(
-          await withinStall(completeTasks(this.#sql, results, this.#ctx.worker)),
-        );
+        this.#record(await withinStall(completeTasks(this.#sql, results, this.#ctx.worker)));
         return;
       } catch (error) {
         if (isConnectionError(error)) this.#reopen();

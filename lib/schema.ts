@@ -16,6 +16,7 @@ export const MIGRATIONS: readonly string[] = [
   "0002_programs.sql",
   "0003_transitions.sql",
   "0004_run.sql",
+  "0005_batches.sql",
 ];
 
 /** The schema version this code installs. */

@@ -82,7 +82,7 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
       },
     );
 
-    await t.step("a function dropped and created again is run as it is now", async () => {
+    await t.step("a function dropped, renamed or replaced is run as it is now", async () => {
       // one session: the query built for a function is kept per session
       const session = client(db.url, { max: 1 });
       try {
@@ -97,6 +97,12 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
           CREATE FUNCTION shape(params jsonb) RETURNS TABLE (version int, note text)
           LANGUAGE sql AS $$ SELECT 2, 'new' $$`);
         assert.equal(await runIt(), "version note\n------- ----\n2       new \n");
+        // renamed: the program names a function that no longer exists
+        await session.unsafe(`ALTER FUNCTION shape(jsonb) RENAME TO shape_renamed`);
+        await assert.rejects(runIt(), /function public\.shape\(jsonb\) does not exist/);
+        // registered again under another function: the next run uses it
+        await registerProgram(session, "shape", "greeting");
+        assert.equal(await runIt(), "  greeting \n-----------\nМне повезло\n");
       } finally {
         await session.end();
       }

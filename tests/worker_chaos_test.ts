@@ -75,11 +75,10 @@ Deno.test("workers under load and failure", async (t) => {
       assert.equal(drained.code, 0, drained.stderr);
       await assertInvariants(sql);
       await assertEffectsExactlyOnce(sql);
-      const lost = await count(
-        sql,
-        "SELECT count(*) AS n FROM task_attempts WHERE outcome = 'lost'",
-      );
-      assert.ok(lost > 0, "the killed worker's attempts count, as lost");
+      // a batch the server was running when its worker died still commits (the
+      // backend notices a dead client within a second), so nothing need be lost
+      const workers = await count(sql, "SELECT count(DISTINCT worker) AS n FROM task_attempts");
+      assert.equal(workers, 2, "the killed worker's attempts are recorded beside the survivor's");
     });
 
     await t.step("backends terminated midway: the worker reconnects and finishes", async () => {

@@ -55,7 +55,11 @@ Deno.test("worker in-process", async (t) => {
         WHERE t.task_id = ${ids[0]}`;
         assert.equal(failed.error, "failed after writing");
         assert.match(failed.context, /PL\/pgSQL function note_and_fail\(jsonb\) line \d+ at RAISE/);
-        assert.doesNotMatch(failed.context, /attempt_task/, "the worker's own frame is left out");
+        assert.doesNotMatch(
+          failed.context,
+          /attempt_task|run_tasks/,
+          "the worker's own frame is left out",
+        );
         assert.match(failed.result, /^attempt 1 of 1\nfailed after writing\nPL\/pgSQL function/);
         const event = events.find((e) => e.taskId === ids[1])!;
         assert.equal(event.outcome, "finished");
@@ -92,6 +96,34 @@ Deno.test("worker in-process", async (t) => {
       assert.match(rows[0].result, /^attempt 1 of 1\ntimed out after 200 ms\n/);
       assert.equal(rows[1].task_id, ok);
       assert.equal(rows[1].status, "finished", "the batch went on after the timeout");
+    });
+
+    // A batch runs in one statement: each task must still get the whole timeout.
+    // The quick task first makes the lane's next batch hold the slow ones together.
+    await t.step("every task of a batch gets the whole timeout", async () => {
+      await reset();
+      await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0 }] });
+      const slow = await enqueue(sql, {
+        program: programs.sleepy,
+        params: [{ sleep: 0.3 }, { sleep: 0.3 }],
+        maxAttempts: 1,
+      });
+      const stuck = await enqueue(sql, {
+        program: programs.sleepy,
+        params: [{ sleep: 30 }, { sleep: 30 }],
+        maxAttempts: 1,
+      });
+      await runWorker(db.url, { ...fast, concurrency: 1, taskTimeoutMs: 400, drain: true });
+      const rows = await sql<{ task_id: number; status: string; result: string }[]>`
+        SELECT task_id, status, result FROM tasks ORDER BY task_id`;
+      const status = new Map(rows.map((r) => [r.task_id, r]));
+      for (const id of slow) {
+        assert.equal(status.get(id)!.status, "finished", "not cut short by the task before it");
+      }
+      for (const id of stuck) {
+        assert.equal(status.get(id)!.status, "error");
+        assert.match(status.get(id)!.result, /^attempt 1 of 1\ntimed out after 400 ms/);
+      }
     });
 
     await t.step("drain waits for a task scheduled later", async () => {
@@ -147,6 +179,52 @@ Deno.test("worker in-process", async (t) => {
       const [row] = await sql<{ status: string }[]>`SELECT status FROM tasks WHERE task_id = ${id}`;
       assert.equal(row.status, "finished");
     });
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("run_tasks: a batch in one statement, each task under its own savepoint", async () => {
+  const db = await testDatabase("run_tasks", { install: true });
+  const { sql } = db;
+  try {
+    await sql.unsafe(TEST_FUNCTIONS);
+    const [{ id: note }] = await sql<{ id: number }[]>`
+      SELECT register_program('note', 'note_and_fail') AS id`;
+    const ids = await enqueue(sql, {
+      program: note,
+      params: [{ note: "a" }, { note: "b", fail: true }, { note: "c" }, { note: "d" }],
+      maxAttempts: 2,
+    });
+    await takeTasks(sql, 4, "w", "1 minute");
+    // the third was rescued and taken again since: its first attempt is not ours to run
+    await sql`UPDATE tasks SET attempt_count = 2 WHERE task_id = ${ids[2]}`;
+    const rows = await sql<
+      { task_id: number; state: string; status: string | null; error: string | null }[]
+    >`
+      SELECT task_id, state, status, error
+      FROM run_tasks(${[ids[3], ids[0], ids[1], ids[2]]}::bigint[], '{1,1,1,1}')`;
+    assert.deepEqual(rows.map((r) => [r.task_id, r.state, r.status, r.error]), [
+      [ids[0], "ran", "finished", null],
+      [ids[1], "ran", "scheduled", "failed after writing"],
+      [ids[2], "not held", null, null],
+      [ids[3], "ran", "finished", null],
+    ], "in task order, whatever the order asked");
+    const notes = await sql<{ task_note: string }[]>`SELECT task_note FROM side_effects ORDER BY 1`;
+    assert.deepEqual(notes.map((n) => n.task_note), ["a", "d"], "the failure's write rolled back");
+    const tasks = await sql<{ status: string; result: string | null }[]>`
+      SELECT status, result FROM tasks ORDER BY task_id`;
+    assert.equal(tasks[0].result, "attempt 1 of 2\nnote_and_fail\n-------------\nwrote a      \n");
+    assert.match(tasks[1].result!, /^attempt 1 of 2\nfailed after writing\nPL\/pgSQL function/);
+    assert.equal(tasks[2].status, "running", "the task it did not hold is left alone");
+    const history = await sql<{ task_id: number; outcome: string }[]>`
+      SELECT task_id, outcome FROM task_attempts ORDER BY task_id`;
+    assert.deepEqual(history.map((h) => [h.task_id, h.outcome]), [
+      [ids[0], "finished"],
+      [ids[1], "error"],
+      [ids[3], "finished"],
+    ]);
+    await assert.rejects(sql`SELECT * FROM run_tasks('{1,2}', '{1}')`, /as many attempts/);
   } finally {
     await db.drop();
   }

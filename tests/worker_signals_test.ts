@@ -21,13 +21,13 @@ async function history(sql: Sql, id: number) {
   ];
 }
 
-// The program is running (not just taken): a lane's backend is inside attempt_task.
+// The program is running (not just taken): a lane's backend is inside run_tasks.
 function waitExecuting(sql: Sql) {
   return waitFor(async () => {
     const rows = await sql`
       SELECT 1 FROM pg_stat_activity
       WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()
-        AND application_name LIKE 'retask worker %' AND query LIKE '%attempt_task%'`;
+        AND application_name LIKE 'retask worker %' AND query LIKE '%run_tasks%'`;
     return rows.length > 0;
   }, "the program to be running");
 }
