@@ -37,7 +37,7 @@ const USAGE = `usage: deno task bench [options]
   --interval-ms <ms>     between those enqueues (default 20)
   --finished-rows <n>    finished tasks added before measuring take/enqueue again (default 1000000)
   --ops <n>              takes and enqueues timed before and after (default 1000)
-  --memory-tasks <n>     tasks of the long drain whose RSS is sampled (default 200000)
+  --memory-tasks <n>     tasks of the long drain whose RSS is sampled (default 1000000)
   --worker-args=<flags> extra flags for every retask work (e.g. --worker-args="--batch-size 50")
   --timeout <s>          bound on each measurement (default 900)
   --database-url <url>   server to create the benchmark databases on
@@ -68,7 +68,7 @@ function options() {
       "interval-ms": { type: "string", default: "20" },
       "finished-rows": { type: "string", default: "1000000" },
       ops: { type: "string", default: "1000" },
-      "memory-tasks": { type: "string", default: "200000" },
+      "memory-tasks": { type: "string", default: "1000000" },
       "worker-args": { type: "string", default: "" },
       timeout: { type: "string", default: "900" },
       "database-url": { type: "string" },

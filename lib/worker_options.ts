@@ -33,7 +33,7 @@ export interface WorkerSettings {
 
 /** The defaults, as `retask work --help` shows them. */
 export const WORKER_DEFAULTS: Readonly<WorkerSettings> = {
-  concurrency: 10,
+  concurrency: 4,
   batchSize: 50,
   pollIntervalMs: 1_000,
   rescueIntervalMs: 5_000,
