@@ -12,6 +12,14 @@
 -- run_tasks replaces the worker's per-task statement.
 DROP FUNCTION attempt_task(bigint);
 
+-- Every attempt updates its task twice (take, then finish or fail), and no
+-- update of a task is HOT (its status is in the partial indexes' predicates),
+-- so each index on tasks costs two insertions per attempt. Nothing on the hot
+-- path reads this one: `retask status` counts over the whole table anyway, and
+-- deleting a program (which retask never does) scans tasks once. Dropping it
+-- took draining 60,000 no-op tasks from 8,954-9,157/s to 9,789-10,349/s.
+DROP INDEX IF EXISTS tasks_program_id_idx;
+
 CREATE OR REPLACE FUNCTION take_tasks(
     max_tasks integer, worker text DEFAULT NULL, lease interval DEFAULT NULL,
     remote boolean DEFAULT true)
