@@ -1,7 +1,7 @@
 /**
  * Installs and upgrades the schema: the numbered files in `sql/`, each applied
- * once, in order, in its own transaction, under an advisory lock, and recorded
- * in `retask_migrations`.
+ * once, in order, all pending ones in one transaction, under an advisory lock,
+ * and recorded in `retask_migrations`.
  * @module
  */
 import type { Sql } from "./db.ts";
@@ -55,57 +55,68 @@ export async function installedVersion(sql: Sql): Promise<number> {
 }
 
 /**
- * Applies every migration the database lacks. Safe to run concurrently: the
- * advisory lock serialises installers, and each re-checks what is applied.
+ * Applies every migration the database lacks, all in one transaction: an
+ * install that fails part-way (say, on a view of the user's that depends on a
+ * function a migration replaces) changes nothing. Safe to run concurrently:
+ * the advisory lock serialises installers, and each re-checks what is applied.
  */
 export async function install(sql: Sql): Promise<InstallResult> {
-  const applied: string[] = [];
-  for (const file of MIGRATIONS) {
+  const files = await Promise.all(MIGRATIONS.map(async (file) => {
     const text = await readMigration(file);
-    const checksum = await sha256(text);
-    const version = versionOf(file);
-    const did = await sql.begin(async (tx) => {
-      await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
-      await tx`SET LOCAL search_path = public`;
-      await tx`CREATE TABLE IF NOT EXISTS retask_migrations (
-        version integer PRIMARY KEY,
-        name text NOT NULL,
-        applied_at timestamptz NOT NULL DEFAULT now(),
-        checksum text)`;
-      const [newest] = await tx<{ max: number | null }[]>`
-        SELECT max(version) AS max FROM retask_migrations`;
-      if ((newest.max ?? 0) > SCHEMA_VERSION) {
-        throw new RetaskError(
-          "database",
-          `the database has schema version ${newest.max}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
-        );
-      }
-      const [done] = await tx<{ checksum: string | null }[]>`
-        SELECT checksum FROM retask_migrations WHERE version = ${version}`;
-      if (done) {
+    return { file, text, version: versionOf(file), checksum: await sha256(text) };
+  }));
+  const applied = await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
+    await tx`SET LOCAL search_path = public`;
+    await tx`CREATE TABLE IF NOT EXISTS retask_migrations (
+      version integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now(),
+      checksum text)`;
+    const [newest] = await tx<{ max: number | null }[]>`
+      SELECT max(version) AS max FROM retask_migrations`;
+    if ((newest.max ?? 0) > SCHEMA_VERSION) {
+      throw new RetaskError(
+        "database",
+        `the database has schema version ${newest.max}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
+      );
+    }
+    const done = new Map(
+      (await tx<{ version: number; checksum: string | null }[]>`
+        SELECT version, checksum FROM retask_migrations`).map((r) => [r.version, r.checksum]),
+    );
+    const applying: string[] = [];
+    for (const { file, text, version, checksum } of files) {
+      if (done.has(version)) {
         // forward-only: a file changed after it was applied would never reach
         // this database, and the code would call SQL that is not there
-        if (done.checksum !== checksum) {
+        if (done.get(version) !== checksum) {
           throw new RetaskError(
             "database",
             `migration ${file} differs from the one applied to this database; ` +
               "applied migrations must not change: add a new numbered file instead",
           );
         }
-        return false;
+        continue;
       }
       try {
         await tx.unsafe(text);
       } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new RetaskError("database", `migration ${file} failed: ${reason}`, { cause: error });
+        const { message = String(error), detail } = error as { message?: string; detail?: string };
+        throw new RetaskError(
+          "database",
+          `migration ${file} failed: ${message}${
+            detail ? ` (${detail})` : ""
+          }; nothing was changed`,
+          { cause: error },
+        );
       }
       await tx`INSERT INTO retask_migrations (version, name, checksum)
                VALUES (${version}, ${file}, ${checksum})`;
-      return true;
-    });
-    if (did) applied.push(file);
-  }
+      applying.push(file);
+    }
+    return applying;
+  });
   return { version: await installedVersion(sql), applied };
 }
 

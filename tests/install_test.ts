@@ -71,6 +71,33 @@ Deno.test("a newer schema than this code knows is refused", async () => {
   }
 });
 
+Deno.test("an install that fails part-way changes nothing", async () => {
+  const db = await testDatabase("install_fails");
+  try {
+    const seed = await Deno.readTextFile(new URL("./fixtures/seed.sql", import.meta.url));
+    await db.sql.unsafe(seed);
+    // the user's own view on a function that a later migration replaces
+    await db.sql`CREATE VIEW my_tasks AS SELECT * FROM empapi.get_tasks()`;
+    const columns = () =>
+      db.sql<{ column_name: string }[]>`
+        SELECT column_name FROM information_schema.columns
+        WHERE table_name = 'tasks' ORDER BY ordinal_position`;
+    const before = [...await columns()];
+    await assert.rejects(
+      install(db.sql),
+      /^RetaskError: migration 0004_run\.sql failed: cannot drop function empapi\.get_tasks\(\) because other objects depend on it \(view my_tasks depends on function empapi\.get_tasks\(\)\); nothing was changed$/,
+    );
+    assert.deepEqual([...await columns()], before, "0001's new columns were rolled back");
+    const [{ migrations }] = await db.sql<{ migrations: string | null }[]>`
+      SELECT to_regclass('retask_migrations')::text AS migrations`;
+    assert.equal(migrations, null);
+    await db.sql`DROP VIEW my_tasks`;
+    assert.equal((await install(db.sql)).version, SCHEMA_VERSION);
+  } finally {
+    await db.drop();
+  }
+});
+
 Deno.test("the seed's database is upgraded in place, keeping every row", async () => {
   const db = await testDatabase("install_seed");
   const role = `${db.name}_api`;
