@@ -59,6 +59,7 @@ interface RunRow {
   state: "ran" | "not held" | "cancelled" | "unrun";
   status: StatusAfter;
   error: string | null;
+  context: string | null;
   duration_ms: number;
 }
 
@@ -195,27 +196,44 @@ export class Lane {
   // SQL programs: one run_tasks statement runs the batch and records every
   // outcome (its own transaction). A statement timeout that cut a later task
   // short, before it had its full time, leaves it and those after it unrun;
-  // they go again in a new statement.
+  // they go again in a new statement. A timeout that fired outside any program
+  // (while locking or recording) rolled the whole statement back: the tasks
+  // then go one per statement, where such a timeout is that task's own.
   async #runLocal(tasks: readonly ClaimedTask[]): Promise<void> {
     let pending = tasks;
+    let single = false;
     while (pending.length > 0) {
       if (this.#aborting) {
         await this.#recordLost(pending.map((task) => lost(task, STOPPED)));
         return;
       }
-      const query = this.#sql<RunRow[]>`
-        SELECT task_id, state, status, error, duration_ms
-        FROM public.run_tasks(${pending.map((t) => t.taskId)}::bigint[],
-                              ${pending.map((t) => t.attempt)}::integer[],
-                              ${this.#ctx.taskTimeoutMs}::integer)`;
-      this.#inflight.add(query);
+      const batch = single ? pending.slice(0, 1) : pending;
+      const started = performance.now();
       let rows: RunRow[];
       try {
-        rows = await query;
-      } finally {
-        this.#inflight.delete(query);
+        rows = await this.#runStatement(batch);
+      } catch (error) {
+        if (this.#aborting || (error as { code?: string }).code !== "57014") throw error;
+        pending = pending.slice(batch.length);
+        if (batch.length > 1) {
+          single = true;
+          pending = [...batch, ...pending];
+          continue;
+        }
+        const timeout = this.#ctx.taskTimeoutMs;
+        const why = timeout > 0 ? `timed out after ${timeout} ms` : errorMessage(error);
+        this.#record(
+          await withinStall(
+            completeTasks(
+              this.#sql,
+              [failed(batch[0], why, null, performance.now() - started)],
+              this.#ctx.worker,
+            ),
+          ),
+        );
+        continue;
       }
-      const byId = new Map(pending.map((t) => [t.taskId, t]));
+      const byId = new Map(batch.map((t) => [t.taskId, t]));
       const ran: AttemptResult[] = [];
       const statuses: StatusAfter[] = [];
       const cut: AttemptResult[] = [];
@@ -233,8 +251,12 @@ export class Lane {
           ran.push(lost(task, "the task was taken from this worker"));
           statuses.push(null);
         } else if (row.state === "cancelled") {
-          // a cancel the worker did not send is the attempt's failure, like any error
-          cut.push(this.#aborting ? lost(task, STOPPED) : failed(task, row.error ?? "", null, 0));
+          // a timeout, or a cancel the worker did not send, is the attempt's failure
+          cut.push(
+            this.#aborting
+              ? lost(task, STOPPED, row.duration_ms)
+              : failed(task, row.error ?? "", row.context, row.duration_ms),
+          );
         } else {
           unrun.push(task);
         }
@@ -243,7 +265,38 @@ export class Lane {
       if (cut.length > 0) {
         this.#record(await withinStall(completeTasks(this.#sql, cut, this.#ctx.worker)));
       }
-      pending = unrun;
+      pending = [...unrun, ...pending.slice(batch.length)];
+    }
+  }
+
+  // One run_tasks statement, between two that set the session's
+  // statement_timeout: the task timeout for it alone, none for the lane's
+  // bookkeeping (a role's or database's own timeout must not cut batches or
+  // their recording either). The three are pipelined, one round trip. The
+  // first, bounded by the stall timeout, also catches a connection that went
+  // dead without a word (run_tasks itself may rightly run as long as its
+  // programs take).
+  async #runStatement(batch: readonly ClaimedTask[]): Promise<RunRow[]> {
+    const sql = this.#sql;
+    const timeout = String(this.#ctx.taskTimeoutMs);
+    const armed = settle(sql`SELECT set_config('statement_timeout', ${timeout}, false)`);
+    const query = sql<RunRow[]>`
+      SELECT task_id, state, status, error, context, duration_ms
+      FROM public.run_tasks(${batch.map((t) => t.taskId)}::bigint[],
+                            ${batch.map((t) => t.attempt)}::integer[])`;
+    this.#inflight.add(query);
+    try {
+      const ran = settle(query);
+      const disarmed = settle(sql`SELECT set_config('statement_timeout', '0', false)`);
+      const set = await withinStall(armed);
+      if (!set.ok) throw set.error;
+      const result = await ran;
+      if (!result.ok) throw result.error;
+      const unset = await withinStall(disarmed);
+      if (!unset.ok) throw unset.error;
+      return result.value;
+    } finally {
+      this.#inflight.delete(query);
     }
   }
 

@@ -121,12 +121,21 @@ export async function install(sql: Sql): Promise<InstallResult> {
 }
 
 /**
- * Checks that retask's schema is installed and current, so a command on a bare
- * database says "run retask install" instead of "relation does not exist".
+ * Checks that retask's schema is installed and is the version this code was
+ * written for, so a command on a bare database says "run retask install"
+ * instead of "relation does not exist", and an old worker does not run against
+ * functions a newer schema replaced.
  */
 export async function requireInstalled(sql: Sql): Promise<void> {
   const version = await installedVersion(sql);
-  if (version >= SCHEMA_VERSION) return;
+  if (version === SCHEMA_VERSION) return;
+  if (version > SCHEMA_VERSION) {
+    // a newer schema may have replaced what this code calls
+    throw new RetaskError(
+      "database",
+      `the database has schema version ${version}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
+    );
+  }
   throw new RetaskError(
     "database",
     version === 0

@@ -138,17 +138,13 @@ export async function runWorker(
     giveUp: giveUp.signal,
   };
   // a backend running a program notices within a second that its worker died
-  // (kill -9) and rolls back, releasing the task's row for the rescuer; a lane
-  // runs a batch in one statement, so the per-task timeout is its statement's
+  // (kill -9) and rolls back, releasing the task's row for the rescuer
   const openLane = () =>
     openPool(target, {
       max: 1,
       applicationName,
       settings: {
         client_connection_check_interval: "1000",
-        ...(settings.taskTimeoutMs > 0
-          ? { statement_timeout: String(settings.taskTimeoutMs) }
-          : {}),
       },
     });
   const lanes = Array.from({ length: settings.concurrency }, () => new Lane(openLane, context));

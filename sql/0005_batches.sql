@@ -4,20 +4,21 @@
 -- own savepoint, record every outcome. A statement per batch, not per task,
 -- takes the per-statement cost off both the worker and the server.
 --
+-- attempt_task stays: a worker of the previous version, still running when
+-- this is installed, calls it until it stops.
+--
 -- take_tasks and finish_tasks move to PL/pgSQL with the same bodies: a SQL
 -- function that cannot be inlined is parsed and planned on every call, while
 -- PL/pgSQL keeps its plans for the session (measured on a take of 50: about
 -- 4 ms as SQL, 1.3 ms as PL/pgSQL).
 
--- run_tasks replaces the worker's per-task statement.
-DROP FUNCTION attempt_task(bigint);
-
 -- Every attempt updates its task twice (take, then finish or fail), and no
 -- update of a task is HOT (its status is in the partial indexes' predicates),
 -- so each index on tasks costs two insertions per attempt. Nothing on the hot
--- path reads this one: `retask status` counts over the whole table anyway, and
--- deleting a program (which retask never does) scans tasks once. Dropping it
--- took draining 60,000 no-op tasks from 8,954-9,157/s to 9,789-10,349/s.
+-- path reads this one. `retask status` counts over the whole table without
+-- --program; with it, it now does the same. Deleting a program (which retask
+-- never does) scans tasks once. Dropping it took draining 60,000 no-op tasks
+-- from 8,954-9,157/s to 9,789-10,349/s.
 DROP INDEX IF EXISTS tasks_program_id_idx;
 
 CREATE OR REPLACE FUNCTION take_tasks(
@@ -77,28 +78,32 @@ END
 $$;
 
 -- Runs attempt attempts[i] of task task_ids[i], for every i, and records how
--- each ended (complete_tasks), all in the caller's statement: the programs'
--- effects and their completions commit together. Each program runs under a
--- savepoint, so a failure undoes only its own effects. One row per task, in
--- task_id order; `state` says what became of it:
+-- each ended, all in the caller's statement: the programs' effects and their
+-- completions commit together. Every row is locked before any program runs;
+-- each program runs under a savepoint, so a failure undoes only its own
+-- effects. One row per task, in task_id order; `state` says what became of it:
 --   'ran'       the attempt ended and is recorded; `status` is the task's status
---               after it (NULL: the task was taken from the caller meanwhile),
---               `error` NULL for a finished attempt;
+--               after it, `error` NULL for a finished attempt;
 --   'not held'  the task is not running that attempt (it was rescued): not run;
---   'cancelled' a cancel request stopped its program; nothing is recorded for
---               it, `error` says why, and the tasks after it are 'unrun';
---   'unrun'     not started, nothing recorded: run it again in a new statement.
--- `timeout_ms` is the caller's statement_timeout (0: none): each task must get
--- all of it. A statement timeout raised in the statement's first program is
--- that attempt's failure ("timed out after ..."), and the tasks after it come
--- back 'unrun' (the timer is spent). Raised in a later program, it cut short a
--- task that had not had its full time: that task and the rest come back
--- 'unrun'. The caller runs 'unrun' tasks again in a new statement.
-CREATE FUNCTION run_tasks(task_ids bigint[], attempts integer[], timeout_ms integer DEFAULT 0)
-RETURNS TABLE (task_id bigint, state text, status text, error text, duration_ms double precision)
+--   'cancelled' a cancel request or the statement timeout stopped its program.
+--               Nothing is recorded for it: the caller records it (as failed,
+--               or as lost if it was stopping), with `error` ("timed out after
+--               ..." for the timeout) and `context`;
+--   'unrun'     not started, or stopped before it had its full time; nothing
+--               recorded: run it again in a new statement.
+-- The session's statement_timeout is the per-task timeout, and every task must
+-- get all of it. Raised in the statement's first program, it is that task's
+-- timeout ('cancelled'), and the rest come back 'unrun' (the timer is spent).
+-- Raised in a later program, it cut short a task that had not had its full
+-- time: that task and the rest come back 'unrun'.
+CREATE FUNCTION run_tasks(task_ids bigint[], attempts integer[])
+RETURNS TABLE (task_id bigint, state text, status text, error text, context text,
+               duration_ms double precision)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
+    timeout interval := current_setting('statement_timeout')::interval;
+    held tasks[];
     task tasks;
     n integer := 0;
     -- per task run, in task_id order
@@ -122,18 +127,19 @@ DECLARE
     cut_at bigint;
     cut_state text;
     cut_error text;
+    cut_context text;
 BEGIN
     IF coalesce(cardinality(task_ids), 0) <> coalesce(cardinality(attempts), 0) THEN
         RAISE EXCEPTION 'run_tasks needs as many attempts as task_ids'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOR task IN
-        SELECT * FROM tasks t
+    held := ARRAY(
+        SELECT t FROM tasks t
         WHERE t.status = 'running'
           AND (t.task_id, t.attempt_count) IN (SELECT * FROM unnest(task_ids, attempts))
         ORDER BY t.task_id
-        FOR UPDATE
-    LOOP
+        FOR UPDATE);
+    FOREACH task IN ARRAY held LOOP
         began := clock_timestamp();
         err := NULL;
         code := NULL;
@@ -146,25 +152,20 @@ BEGIN
         END;
         ended := clock_timestamp();
         IF code = '57014' THEN
-            IF timeout_ms > 0
-               -- the timer starts a little before statement_timestamp(): a cancel
-               -- this late is the timeout, not a request
-               AND ended - statement_timestamp() >= timeout_ms * interval '0.9 millisecond' THEN
+            cut_at := task.task_id;
+            -- the timer starts a little before statement_timestamp(): a cancel
+            -- this late is the timeout, not a request
+            IF timeout > '0' AND ended - statement_timestamp() >= timeout * 0.9 THEN
                 IF n > 0 THEN
-                    cut_at := task.task_id;
                     cut_state := 'unrun';
                     EXIT;
                 END IF;
-                err := format('timed out after %s ms', timeout_ms);
-                -- the timer is spent: the tasks after this one need a statement of their own
-                cut_at := task.task_id;
-                cut_state := 'ran';
-            ELSE
-                cut_at := task.task_id;
-                cut_state := 'cancelled';
-                cut_error := err;
-                EXIT;
+                err := format('timed out after %s ms', (extract(epoch FROM timeout) * 1000)::bigint);
             END IF;
+            cut_state := 'cancelled';
+            cut_error := err;
+            cut_context := program_error_context(ctx);
+            EXIT;
         END IF;
         n := n + 1;
         ids[n] := task.task_id;
@@ -182,7 +183,6 @@ BEGIN
             statuses[n] := fail_task(task.task_id, task.attempt_count, err,
                                      program_error_context(ctx), 'error', began, ended);
         END IF;
-        EXIT WHEN cut_at IS NOT NULL;
     END LOOP;
     -- every row is locked by this statement: each of them finishes
     PERFORM finish_tasks(done_ids, done_tries, done_results, done_starts, done_ends);
@@ -194,52 +194,75 @@ BEGIN
                 ELSE 'not held' END,
            statuses[r.i],
            CASE WHEN r.i IS NOT NULL THEN errors[r.i] WHEN u.task_id = cut_at THEN cut_error END,
-           took[r.i]
+           CASE WHEN u.task_id = cut_at THEN cut_context END,
+           coalesce(took[r.i], CASE WHEN u.task_id = cut_at
+                                    THEN extract(epoch FROM ended - began) * 1000 END)
     FROM unnest(task_ids) AS u(task_id)
     LEFT JOIN unnest(ids) WITH ORDINALITY AS r(task_id, i) ON r.task_id = u.task_id
     ORDER BY u.task_id;
 END
 $$;
 
--- empapi.run as in 0004, but a program's function is looked up by name only
--- when the session has no query for it yet, or the function it was built for is
--- gone, renamed or moved (a function dropped and created again has a new oid).
--- The session's query is kept per program: {func, oid, name, schema oid,
--- column names, query}.
+-- empapi.run as in 0004, but without resolving the program's function through
+-- program_function on every run. The function is still looked up by name each
+-- time (to_regprocedure, cheap); what the session keeps, per program, is what
+-- that lookup last gave and the result's column names: {func, oid, names,
+-- relid}. A session can write that setting itself, so nothing taken from it is
+-- trusted as SQL: the function called is always the one `func` resolves to now,
+-- and the query is built from its oid on every run. A forged entry can at most
+-- misname the columns of that session's own results. `relid` is the relation of
+-- a composite result, whose columns can change under the same function (ALTER
+-- TABLE/TYPE): its names are read again on every run.
 CREATE OR REPLACE FUNCTION empapi.run(task tasks) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     func text;
     fn regprocedure;
+    cache text[];
     names text[];
-    plan text[];
+    relid oid := 0;
+    cols text := '';
+    aliases text := '';
     cells text[];
 BEGIN
     SELECT p.func INTO func FROM programs p WHERE p.program_id = task.program_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'program % does not exist', task.program_id USING ERRCODE = 'no_data_found';
     END IF;
-    plan := nullif(current_setting('retask.run_' || task.program_id, true), '')::text[];
-    IF plan IS NULL OR plan[1] IS DISTINCT FROM func OR NOT EXISTS (
-        SELECT FROM pg_proc p
-        WHERE p.oid = plan[2]::oid AND p.proname = plan[3] AND p.pronamespace = plan[4]::oid)
-    THEN
+    cache := nullif(current_setting('retask.run_' || task.program_id, true), '')::text[];
+    IF cache[1] = func THEN
+        -- the two readings program_function tries, first as one identifier
+        IF func !~ '[."]' THEN
+            fn := to_regprocedure(quote_ident(func) || '(jsonb)');
+        END IF;
+        fn := coalesce(fn, to_regprocedure(func || '(jsonb)'));
+    END IF;
+    IF fn IS NOT NULL AND fn::oid = cache[2]::oid THEN
+        names := cache[3]::text[];
+        relid := cache[4]::oid;
+    ELSE
         fn := program_function(func);
         names := program_columns(fn);
-        -- positional aliases c1..cn, so no column name is ever spliced into SQL
-        SELECT ARRAY[func, p.oid::text, p.proname::text, p.pronamespace::text, names::text,
-                     format('SELECT array_agg(ARRAY[%s]) FROM %I.%I($1) AS r(%s)',
-                            string_agg('r.c' || i || '::text', ', '), n.nspname, p.proname,
-                            string_agg('c' || i, ', '))]
-        INTO plan
-        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
-             generate_series(1, cardinality(names)) i
-        WHERE p.oid = fn
-        GROUP BY p.oid, n.nspname, p.proname, p.pronamespace;
-        -- as an array literal, which quotes whatever the names hold
-        PERFORM set_config('retask.run_' || task.program_id, plan::text, false);
+        SELECT ty.typrelid INTO relid
+        FROM pg_proc p JOIN pg_type ty ON ty.oid = p.prorettype
+        WHERE p.oid = fn AND p.proallargtypes IS NULL;
+        relid := coalesce(relid, 0);
+        PERFORM set_config('retask.run_' || task.program_id,
+                           ARRAY[func, fn::oid::text, names::text, relid::text]::text, false);
     END IF;
-    EXECUTE plan[6] INTO cells USING task.params;
-    RETURN render_table(plan[5]::text[], cells);
+    IF relid <> 0 THEN
+        names := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                       WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+                       ORDER BY a.attnum);
+    END IF;
+    -- positional aliases c1..cn, so no column name is ever spliced into SQL
+    FOR i IN 1 .. cardinality(names) LOOP
+        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'r.c' || i || '::text';
+        aliases := aliases || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'c' || i;
+    END LOOP;
+    -- fn::regproc prints the name as it resolves under this search_path, quoted
+    EXECUTE format('SELECT array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', cols, fn::regproc, aliases)
+        INTO cells USING task.params;
+    RETURN render_table(names, cells);
 END
 $$;

@@ -1,7 +1,7 @@
 // `install`: migrations applied once, concurrently safe, and the seed's
 // database upgraded in place without losing a row.
 import assert from "node:assert/strict";
-import { install, MIGRATIONS, SCHEMA_VERSION } from "../lib/schema.ts";
+import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../lib/schema.ts";
 import { testDatabase } from "./helpers.ts";
 
 Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {
@@ -66,6 +66,11 @@ Deno.test("a newer schema than this code knows is refused", async () => {
   try {
     await db.sql`INSERT INTO retask_migrations (version, name) VALUES (999, '0999_future.sql')`;
     await assert.rejects(install(db.sql), /schema version 999, newer than this retask's/);
+    // nor does a worker or command start against it: it may call what the newer one replaced
+    await assert.rejects(
+      requireInstalled(db.sql),
+      /schema version 999, newer than this retask's \d+: upgrade retask/,
+    );
   } finally {
     await db.drop();
   }

@@ -108,6 +108,57 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
       }
     });
 
+    await t.step("the session's cache cannot change what runs, only stays current", async () => {
+      const session = client(db.url, { max: 1 });
+      try {
+        await session.unsafe(`
+          CREATE TABLE shape_row (a int, b text);
+          CREATE FUNCTION rows_of(params jsonb) RETURNS SETOF shape_row
+          LANGUAGE sql AS $$ SELECT 1, 'x' $$;
+          CREATE TABLE canary (n int);
+          CREATE FUNCTION other(params jsonb) RETURNS text
+          LANGUAGE sql AS $$ INSERT INTO canary VALUES (1) RETURNING 'other ran' $$;`);
+        const { programId } = await registerProgram(session, "rows_of", "rows_of");
+        const [id] = await enqueue(session, { program: programId });
+        const runIt = async () =>
+          (await session`SELECT empapi.run(t) AS r FROM tasks t WHERE task_id = ${id}`)[0].r;
+        assert.equal(await runIt(), "a b\n- -\n1 x\n");
+        // the result's table changes under the same function
+        await session.unsafe(`ALTER TABLE shape_row ADD COLUMN c int`);
+        await session.unsafe(
+          `CREATE OR REPLACE FUNCTION rows_of(params jsonb) RETURNS SETOF shape_row
+                              LANGUAGE sql AS $$ SELECT 1, 'x', 3 $$`,
+        );
+        assert.equal(await runIt(), "a b c\n- - -\n1 x 3\n");
+        await session.unsafe(`ALTER TABLE shape_row DROP COLUMN b;
+          CREATE OR REPLACE FUNCTION rows_of(params jsonb) RETURNS SETOF shape_row
+          LANGUAGE sql AS $$ SELECT 1, 3 $$`);
+        assert.equal(await runIt(), "a c\n- -\n1 3\n");
+        // a session writes retask's setting itself: pointing it at another
+        // function, or at SQL of its own (as an earlier cache format held), runs neither
+        const [{ oid, ns }] = await session<{ oid: number; ns: number }[]>`
+          SELECT oid, pronamespace AS ns FROM pg_proc WHERE oid = 'other(jsonb)'::regprocedure`;
+        const [{ func }] = await session<{ func: string }[]>`
+          SELECT func FROM programs WHERE program_id = ${programId}`;
+        const callOther = "SELECT array_agg(ARRAY[r.c1::text]) FROM public.other($1) AS r(c1)";
+        for (
+          const forged of [
+            [func, String(oid), "{r}", "0"],
+            [func, String(oid), "other", String(ns), "{r}", callOther],
+          ]
+        ) {
+          await session`SELECT set_config(${
+            "retask.run_" + programId
+          }, ${forged}::text[]::text, false)`;
+          assert.equal(await runIt(), "a c\n- -\n1 3\n");
+        }
+        const [{ n }] = await session<{ n: number }[]>`SELECT count(*)::int AS n FROM canary`;
+        assert.equal(n, 0, "the other function never ran");
+      } finally {
+        await session.end();
+      }
+    });
+
     await t.step("a program's function is resolved, never spliced", async () => {
       // tampering with programs.func directly does not turn it into SQL text
       const { programId } = await registerProgram(sql, "victim", "greeting");

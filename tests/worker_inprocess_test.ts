@@ -126,6 +126,56 @@ Deno.test("worker in-process", async (t) => {
       }
     });
 
+    // A batch's statement outlives a short timeout; where the timer fires
+    // outside a program (locking, recording), nothing of the statement commits.
+    await t.step("a short timeout cuts batches, never quick tasks", async () => {
+      await reset();
+      await enqueue(sql, { program: programs.sleepy, params: Array(600).fill({ sleep: 0 }) });
+      const warnings: string[] = [];
+      // 1 ms: most statements are cut, some outside any program (while locking or recording)
+      const summary = await runWorker(db.url, {
+        ...fast,
+        concurrency: 1,
+        taskTimeoutMs: 1,
+        drain: true,
+        onLog: (e) => e.level === "warn" && warnings.push(e.message),
+      });
+      // (a task the machine stalls past 1 ms times out, as it should: counted, not lost)
+      assert.equal(summary.finished + summary.errored, 600);
+      assert.deepEqual(warnings, [], "no batch failed as a whole");
+      const lost = await sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM task_attempts WHERE outcome = 'lost'`;
+      assert.equal(lost[0].n, 0);
+      await assertInvariants(sql);
+    });
+
+    await t.step(
+      "with no task timeout, the database's own timeout does not cut batches",
+      async () => {
+        await reset();
+        await enqueue(sql, { program: programs.sleepy, params: Array(20).fill({ sleep: 0 }) });
+        await enqueue(sql, {
+          program: programs.sleepy,
+          params: Array(6).fill({ sleep: 0.3 }),
+          maxAttempts: 1,
+        });
+        const database = new URL(db.url).pathname.slice(1);
+        await sql.unsafe(`ALTER DATABASE "${database}" SET statement_timeout = '1s'`);
+        try {
+          const summary = await runWorker(db.url, {
+            ...fast,
+            concurrency: 1,
+            taskTimeoutMs: 0,
+            drain: true,
+          });
+          assert.equal(summary.finished, 26);
+          assert.equal(summary.errored, 0);
+        } finally {
+          await sql.unsafe(`ALTER DATABASE "${database}" RESET statement_timeout`);
+        }
+      },
+    );
+
     await t.step("drain waits for a task scheduled later", async () => {
       await reset();
       const [later] = await enqueue(sql, {
@@ -225,6 +275,35 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
       [ids[3], "finished"],
     ]);
     await assert.rejects(sql`SELECT * FROM run_tasks('{1,2}', '{1}')`, /as many attempts/);
+
+    // every row of the batch is locked before its first program runs, so no
+    // rescuer can take a later one mid-run
+    await sql`CREATE FUNCTION pause(params jsonb) RETURNS text
+              LANGUAGE sql AS $$ SELECT pg_sleep(0.1)::text $$`;
+    const [{ id: sleepy }] = await sql<{ id: number }[]>`
+      SELECT register_program('pause', 'pause') AS id`;
+    await sql`DELETE FROM tasks`;
+    const batch = await enqueue(sql, { program: sleepy, params: Array(12).fill({}) });
+    await takeTasks(sql, 12, "w", "1 minute");
+    const runner = client(db.url, { max: 1 });
+    try {
+      const running = runner`SELECT * FROM run_tasks(${batch}::bigint[], ${
+        Array(12).fill(1)
+      }::integer[])`.then(() => {});
+      await waitFor(
+        async () =>
+          (await sql`SELECT 1 FROM pg_stat_activity
+                   WHERE query LIKE '%run_tasks%' AND wait_event = 'PgSleep'`).length > 0,
+        "the first program to be running",
+      );
+      await assert.rejects(
+        sql`SELECT 1 FROM tasks WHERE task_id = ${batch[11]} FOR UPDATE NOWAIT`,
+        /could not obtain lock/,
+      );
+      await running;
+    } finally {
+      await runner.end();
+    }
   } finally {
     await db.drop();
   }
