@@ -292,8 +292,10 @@ export class Lane {
       if (!set.ok) throw set.error;
       const result = await ran;
       if (!result.ok) throw result.error;
-      const unset = await withinStall(disarmed);
-      if (!unset.ok) throw unset.error;
+      // the batch is committed: its outcomes are reported whatever happens to the
+      // connection now (the next batch's first statement finds out)
+      const unset = await withinStall(disarmed).catch((error) => ({ ok: false as const, error }));
+      if (!unset.ok && isConnectionError(unset.error)) this.#reopen();
       return result.value;
     } finally {
       this.#inflight.delete(query);
