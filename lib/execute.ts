@@ -21,7 +21,13 @@ import {
   lost,
   outcomes,
 } from "./complete.ts";
-import { errorMessage, isConnectionError, reconnectDelay, withinStall } from "./connections.ts";
+import {
+  errorMessage,
+  isConnectionError,
+  reconnectDelay,
+  STALL_MS,
+  withinStall,
+} from "./connections.ts";
 import type { Sql } from "./db.ts";
 import type { StatusAfter, TaskOutcome, WorkerLog } from "./outcome.ts";
 import { RemoteUnreachableError } from "./remote.ts";
@@ -196,9 +202,10 @@ export class Lane {
   // SQL programs: one run_tasks statement runs the batch and records every
   // outcome (its own transaction). A statement timeout that cut a later task
   // short, before it had its full time, leaves it and those after it unrun;
-  // they go again in a new statement. A timeout that fired outside any program
-  // (while locking or recording) rolled the whole statement back: the tasks
-  // then go one per statement, where such a timeout is that task's own.
+  // they go again in a new statement. A statement that failed as a whole (a
+  // timeout outside any program, an error no savepoint caught) committed
+  // nothing: its tasks then go one per statement, where such a failure is that
+  // task's own, so one bad task cannot fail the others of its batch.
   async #runLocal(tasks: readonly ClaimedTask[]): Promise<void> {
     let pending = tasks;
     let single = false;
@@ -213,7 +220,7 @@ export class Lane {
       try {
         rows = await this.#runStatement(batch);
       } catch (error) {
-        if (this.#aborting || (error as { code?: string }).code !== "57014") throw error;
+        if (this.#aborting || isConnectionError(error)) throw error;
         pending = pending.slice(batch.length);
         if (batch.length > 1) {
           single = true;
@@ -221,7 +228,8 @@ export class Lane {
           continue;
         }
         const timeout = this.#ctx.taskTimeoutMs;
-        const why = timeout > 0 ? `timed out after ${timeout} ms` : errorMessage(error);
+        const timedOut = (error as { code?: string }).code === "57014" && timeout > 0;
+        const why = timedOut ? `timed out after ${timeout} ms` : errorMessage(error);
         this.#record(
           await withinStall(
             completeTasks(
@@ -278,8 +286,8 @@ export class Lane {
   // programs take).
   async #runStatement(batch: readonly ClaimedTask[]): Promise<RunRow[]> {
     const sql = this.#sql;
-    const timeout = String(this.#ctx.taskTimeoutMs);
-    const armed = settle(sql`SELECT set_config('statement_timeout', ${timeout}, false)`);
+    const timeout = this.#ctx.taskTimeoutMs;
+    const armed = settle(sql`SELECT set_config('statement_timeout', ${String(timeout)}, false)`);
     const query = sql<RunRow[]>`
       SELECT task_id, state, status, error, context, duration_ms
       FROM public.run_tasks(${batch.map((t) => t.taskId)}::bigint[],
@@ -288,14 +296,18 @@ export class Lane {
     try {
       const ran = settle(query);
       const disarmed = settle(sql`SELECT set_config('statement_timeout', '0', false)`);
-      const set = await withinStall(armed);
-      if (!set.ok) throw set.error;
-      const result = await ran;
+      // only a stall is fatal here: if setting the timeout failed, run_tasks still
+      // ran (and may have committed), and its own result says how
+      await withinStall(armed);
+      // the statement cannot outlast its timeout by much; with none, it runs as
+      // long as its programs take
+      const result = await (timeout > 0 ? withinStall(ran, timeout + STALL_MS) : ran);
       if (!result.ok) throw result.error;
       // the batch is committed: its outcomes are reported whatever happens to the
-      // connection now (the next batch's first statement finds out)
+      // connection now. A session left with the task timeout (the reset failed or
+      // was cancelled) would cut the lane's bookkeeping: start a new one.
       const unset = await withinStall(disarmed).catch((error) => ({ ok: false as const, error }));
-      if (!unset.ok && isConnectionError(unset.error)) this.#reopen();
+      if (!unset.ok) this.#reopen();
       return result.value;
     } finally {
       this.#inflight.delete(query);

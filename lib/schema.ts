@@ -54,6 +54,23 @@ export async function installedVersion(sql: Sql): Promise<number> {
   return max ?? 0;
 }
 
+async function migrationFiles() {
+  return await Promise.all(MIGRATIONS.map(async (file) => {
+    const text = await readMigration(file);
+    return { file, text, version: versionOf(file), checksum: await sha256(text) };
+  }));
+}
+
+// Forward-only: a file changed after it was applied would never reach this
+// database, and the code would call SQL that is not there.
+function changedMigration(file: string): RetaskError {
+  return new RetaskError(
+    "database",
+    `migration ${file} differs from the one applied to this database; ` +
+      "applied migrations must not change: add a new numbered file instead",
+  );
+}
+
 /**
  * Applies every migration the database lacks, all in one transaction: an
  * install that fails part-way (say, on a view of the user's that depends on a
@@ -61,10 +78,7 @@ export async function installedVersion(sql: Sql): Promise<number> {
  * the advisory lock serialises installers, and each re-checks what is applied.
  */
 export async function install(sql: Sql): Promise<InstallResult> {
-  const files = await Promise.all(MIGRATIONS.map(async (file) => {
-    const text = await readMigration(file);
-    return { file, text, version: versionOf(file), checksum: await sha256(text) };
-  }));
+  const files = await migrationFiles();
   const applied = await sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
     await tx`SET LOCAL search_path = public`;
@@ -88,15 +102,7 @@ export async function install(sql: Sql): Promise<InstallResult> {
     const applying: string[] = [];
     for (const { file, text, version, checksum } of files) {
       if (done.has(version)) {
-        // forward-only: a file changed after it was applied would never reach
-        // this database, and the code would call SQL that is not there
-        if (done.get(version) !== checksum) {
-          throw new RetaskError(
-            "database",
-            `migration ${file} differs from the one applied to this database; ` +
-              "applied migrations must not change: add a new numbered file instead",
-          );
-        }
+        if (done.get(version) !== checksum) throw changedMigration(file);
         continue;
       }
       try {
@@ -124,11 +130,21 @@ export async function install(sql: Sql): Promise<InstallResult> {
  * Checks that retask's schema is installed and is the version this code was
  * written for, so a command on a bare database says "run retask install"
  * instead of "relation does not exist", and an old worker does not run against
- * functions a newer schema replaced.
+ * functions a newer schema replaced, nor any worker against migrations that
+ * differ from its own.
  */
 export async function requireInstalled(sql: Sql): Promise<void> {
   const version = await installedVersion(sql);
-  if (version === SCHEMA_VERSION) return;
+  if (version === SCHEMA_VERSION) {
+    const applied = await sql<{ version: number; checksum: string | null }[]>`
+      SELECT version, checksum FROM public.retask_migrations`;
+    const files = new Map((await migrationFiles()).map((f) => [f.version, f]));
+    for (const row of applied) {
+      const file = files.get(row.version);
+      if (file && row.checksum !== file.checksum) throw changedMigration(file.file);
+    }
+    return;
+  }
   if (version > SCHEMA_VERSION) {
     // a newer schema may have replaced what this code calls
     throw new RetaskError(

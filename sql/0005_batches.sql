@@ -140,13 +140,21 @@ BEGIN
         ORDER BY t.task_id
         FOR UPDATE);
     FOREACH task IN ARRAY held LOOP
+        -- a program that caught the timeout's cancel itself spent the timer:
+        -- the rest need a statement of their own
+        IF n > 0 AND timeout > '0' AND clock_timestamp() - statement_timestamp() >= timeout THEN
+            cut_at := task.task_id;
+            cut_state := 'unrun';
+            EXIT;
+        END IF;
         began := clock_timestamp();
         err := NULL;
         code := NULL;
         BEGIN
             res := empapi.run(task);
         EXCEPTION
-            WHEN others OR query_canceled THEN
+            -- OTHERS leaves out the cancel and a failed ASSERT
+            WHEN others OR query_canceled OR assert_failure THEN
                 GET STACKED DIAGNOSTICS err := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
         END;
@@ -186,6 +194,12 @@ BEGIN
     END LOOP;
     -- every row is locked by this statement: each of them finishes
     PERFORM finish_tasks(done_ids, done_tries, done_results, done_starts, done_ends);
+    -- the ones left to the caller were held here without their leases renewed
+    -- (renewal skips locked rows): the time this statement took does not count
+    UPDATE tasks t
+    SET lease_expires_at = t.lease_expires_at + (clock_timestamp() - statement_timestamp())
+    WHERE t.task_id >= cut_at AND t.status = 'running' AND t.lease_expires_at IS NOT NULL
+      AND (t.task_id, t.attempt_count) IN (SELECT * FROM unnest(task_ids, attempts));
     RETURN QUERY
     SELECT u.task_id,
            CASE WHEN r.i IS NOT NULL THEN 'ran'

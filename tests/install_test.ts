@@ -56,6 +56,11 @@ Deno.test("a migration that changed after it was applied is refused", async () =
       install(db.sql),
       /migration 0002_programs.sql differs from the one applied to this database/,
     );
+    // nor does a worker or command start on it
+    await assert.rejects(
+      requireInstalled(db.sql),
+      /migration 0002_programs.sql differs from the one applied to this database/,
+    );
   } finally {
     await db.drop();
   }

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { client } from "../lib/db.ts";
 import type { TaskOutcome } from "../lib/outcome.ts";
-import { enqueue, takeTasks } from "../lib/queue.ts";
+import { enqueue, registerProgram, takeTasks } from "../lib/queue.ts";
 import { runWorker } from "../lib/worker.ts";
 import { TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
 import { assertInvariants, installWorkerPrograms } from "./worker_helpers.ts";
@@ -70,6 +70,33 @@ Deno.test("worker in-process", async (t) => {
         await assertInvariants(sql);
       },
     );
+
+    // OTHERS does not catch a failed ASSERT: it must still fail only its own task
+    await t.step("a failed ASSERT fails its task, not its batch", async () => {
+      await reset();
+      await sql`CREATE OR REPLACE FUNCTION asserts(params jsonb) RETURNS text
+                LANGUAGE plpgsql AS $$ BEGIN ASSERT false, 'checked'; RETURN 'x'; END $$`;
+      const { programId } = await registerProgram(sql, "asserts", "asserts");
+      await enqueue(sql, { program: programs.sleepy, params: Array(30).fill({ sleep: 0 }) });
+      const [bad] = await enqueue(sql, { program: programId, maxAttempts: 1 });
+      await enqueue(sql, { program: programs.sleepy, params: Array(9).fill({ sleep: 0 }) });
+      const warnings: string[] = [];
+      await runWorker(db.url, {
+        ...fast,
+        concurrency: 1,
+        drain: true,
+        onLog: (e) => e.level === "warn" && warnings.push(e.message),
+      });
+      const rows = await sql<{ task_id: number; status: string; attempt_count: number }[]>`
+        SELECT task_id, status, attempt_count FROM tasks ORDER BY task_id`;
+      for (const row of rows.filter((r) => r.task_id !== bad)) {
+        assert.deepEqual([row.status, row.attempt_count], ["finished", 1], `task ${row.task_id}`);
+      }
+      const [history] = await sql<{ outcome: string; error: string }[]>`
+        SELECT outcome, error FROM task_attempts WHERE task_id = ${bad}`;
+      assert.deepEqual([history.outcome, history.error], ["error", "checked"]);
+      assert.deepEqual(warnings, []);
+    });
 
     await t.step("retries follow the rule; the lucky program ends finished or at 3", async () => {
       await reset();
