@@ -280,3 +280,56 @@ BEGIN
     RETURN render_table(names, cells);
 END
 $$;
+
+-- process_tasks as in 0004, but a failed ASSERT in a program (which OTHERS does
+-- not catch) fails its task like any error instead of stopping the loop with the
+-- task left running.
+CREATE OR REPLACE PROCEDURE process_tasks(idle interval DEFAULT '1 second')
+LANGUAGE plpgsql AS $$
+DECLARE
+    task tasks;
+    result text;
+    msg text;
+    ctx text;
+    last_rescue timestamptz;
+    cancelled boolean := false;
+BEGIN
+    SET application_name = 'process_tasks';
+    <<forever>>
+    LOOP
+        IF last_rescue IS NULL OR clock_timestamp() - last_rescue > interval '10 seconds' THEN
+            PERFORM rescue_lost_tasks();
+            last_rescue := clock_timestamp();
+        END IF;
+        SELECT * INTO task FROM take_task();
+        COMMIT;
+        IF task.task_id IS NULL THEN
+            PERFORM pg_sleep(extract(epoch FROM idle));
+            CONTINUE forever;
+        END IF;
+
+        BEGIN
+            result := empapi.run(task);
+            IF finish_task(task.task_id, task.attempt_count, result) IS NULL THEN
+                RAISE EXCEPTION 'attempt % of task % was taken from this worker',
+                    task.attempt_count, task.task_id;
+            END IF;
+        EXCEPTION
+            WHEN others OR assert_failure THEN
+                GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT;
+                PERFORM fail_task(task.task_id, task.attempt_count, msg, program_error_context(ctx));
+            WHEN query_canceled THEN
+                -- pg_cancel_backend (or a statement timeout) stops the worker; the
+                -- session lives on, so its task would never look abandoned: end the
+                -- attempt as lost before stopping
+                PERFORM fail_task(task.task_id, task.attempt_count,
+                                  'process_tasks was cancelled during the task', NULL, 'lost');
+                cancelled := true;
+        END;
+        COMMIT;
+        IF cancelled THEN
+            RAISE EXCEPTION 'canceling statement due to user request' USING ERRCODE = 'query_canceled';
+        END IF;
+    END LOOP;
+END
+$$;

@@ -12,6 +12,12 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
   const worker = client(db.url, { max: 1 });
   const call = worker`CALL process_tasks('20 milliseconds')`.catch((error) => error);
   try {
+    // first: a failed ASSERT (which OTHERS does not catch) must not stop the loop
+    await sql`CREATE FUNCTION asserts(params jsonb) RETURNS text
+              LANGUAGE plpgsql AS $$ BEGIN ASSERT false, 'checked'; RETURN 'x'; END $$`;
+    const asserted = await enqueue(sql, {
+      program: (await registerProgram(sql, "asserts", "asserts")).programId,
+    });
     const fails = await enqueue(sql, {
       program: (await registerProgram(sql, "fail", "always_fail")).programId,
     });
@@ -30,7 +36,7 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
       program: lucky,
       params: Array(20).fill({ probability: 0 }),
     });
-    const all = [...fails, ...oks, kept, undone, ...sure, ...never];
+    const all = [...asserted, ...fails, ...oks, kept, undone, ...sure, ...never];
 
     await waitFor(
       async () => {
@@ -50,6 +56,11 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
              (SELECT count(*)::int FROM task_attempts a WHERE a.task_id = t.task_id) AS attempts
       FROM tasks t WHERE t.task_id = ANY(${all})`;
     const byId = new Map(rows.map((r) => [r.task_id, r]));
+
+    const checked = byId.get(asserted[0])!;
+    assert.equal(checked.status, "error");
+    assert.equal(checked.attempts, 3);
+    assert.match(checked.result, /^attempt 3 of 3\nchecked\n/);
 
     const failed = byId.get(fails[0])!;
     assert.equal(failed.status, "error");
