@@ -37,6 +37,9 @@ import { sleep } from "./wake.ts";
 /** The reason recorded for attempts cut short by a stopping worker. */
 export const STOPPED = "worker stopped before the task finished";
 
+// What a worker reports for a task it took but no longer held when it came to run it.
+const TAKEN = "the task was taken from this worker";
+
 /**
  * How long a lane's batch should take. A lane sizes its next batch from how
  * long its tasks took: short tasks fill the batch (few commits, high
@@ -69,9 +72,7 @@ interface RunRow {
   duration_ms: number;
 }
 
-type Settled<T> =
-  | { ok: true; value: T; at: number }
-  | { ok: false; error: unknown; at: number };
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /** How long a lane keeps trying to record its lost attempts before leaving them to the rescuer. */
 const RECORD_LOST_FOR_MS = 30_000;
@@ -80,8 +81,8 @@ const RECORD_LOST_FOR_MS = 30_000;
 // a pipelined statement that fails is never an unhandled rejection.
 function settle<T>(query: PromiseLike<T>): Promise<Settled<T>> {
   return Promise.resolve(query).then(
-    (value) => ({ ok: true as const, value, at: performance.now() }),
-    (error) => ({ ok: false as const, error, at: performance.now() }),
+    (value) => ({ ok: true as const, value }),
+    (error) => ({ ok: false as const, error }),
   );
 }
 
@@ -227,18 +228,15 @@ export class Lane {
           pending = [...batch, ...pending];
           continue;
         }
-        const timeout = this.#ctx.taskTimeoutMs;
-        const timedOut = (error as { code?: string }).code === "57014" && timeout > 0;
-        const why = timedOut ? `timed out after ${timeout} ms` : errorMessage(error);
-        this.#record(
-          await withinStall(
-            completeTasks(
-              this.#sql,
-              [failed(batch[0], why, null, performance.now() - started)],
-              this.#ctx.worker,
-            ),
-          ),
+        const { code = "" } = error as { code?: string };
+        const failure = this.#failure(
+          batch[0],
+          errorMessage(error),
+          code,
+          null,
+          performance.now() - started,
         );
+        this.#record(await withinStall(completeTasks(this.#sql, [failure], this.#ctx.worker)));
         continue;
       }
       const byId = new Map(batch.map((t) => [t.taskId, t]));
@@ -256,7 +254,7 @@ export class Lane {
           );
           statuses.push(row.status);
         } else if (row.state === "not held") {
-          ran.push(lost(task, "the task was taken from this worker"));
+          ran.push(lost(task, TAKEN));
           statuses.push(null);
         } else if (row.state === "cancelled") {
           // a timeout, or a cancel the worker did not send, is the attempt's failure
@@ -350,7 +348,7 @@ export class Lane {
     return [
       ...outcomes(results, statuses, this.#ctx.worker),
       ...outcomes(
-        taken.map((t) => lost(t, "the task was taken from this worker")),
+        taken.map((t) => lost(t, TAKEN)),
         [],
         this.#ctx.worker,
       ),
@@ -381,7 +379,9 @@ export class Lane {
     }));
   }
 
-  // A program's failure as an attempt result; 57014 is a timeout unless the worker is stopping.
+  // A program's failure as an attempt result; 57014 is a timeout unless the
+  // worker is stopping (for local tasks, only from a one-task statement that
+  // failed as a whole: run_tasks reports its programs' timeouts itself).
   #failure(
     task: ClaimedTask,
     message: string,
