@@ -4,7 +4,7 @@
  * and recorded in `retask_migrations`.
  * @module
  */
-import type { Sql } from "./db.ts";
+import type { Queryable, Sql } from "./db.ts";
 import { RetaskError } from "./errors.ts";
 
 /**
@@ -39,19 +39,8 @@ async function sha256(text: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Reads a migration's SQL, next to this module in the source tree. */
-export function readMigration(file: string): Promise<string> {
+function readMigration(file: string): Promise<string> {
   return Deno.readTextFile(new URL(`../sql/${file}`, import.meta.url));
-}
-
-/** The schema version installed in the database, 0 when none. */
-export async function installedVersion(sql: Sql): Promise<number> {
-  const [row] = await sql<{ version: number | null }[]>`
-    SELECT CASE WHEN to_regclass('public.retask_migrations') IS NULL THEN 0 END AS version`;
-  if (row.version === 0) return 0;
-  const [{ max }] = await sql<{ max: number | null }[]>`
-    SELECT max(version) AS max FROM public.retask_migrations`;
-  return max ?? 0;
 }
 
 async function migrationFiles() {
@@ -61,14 +50,44 @@ async function migrationFiles() {
   }));
 }
 
-// Forward-only: a file changed after it was applied would never reach this
-// database, and the code would call SQL that is not there.
-function changedMigration(file: string): RetaskError {
-  return new RetaskError(
-    "database",
-    `migration ${file} differs from the one applied to this database; ` +
-      "applied migrations must not change: add a new numbered file instead",
-  );
+type MigrationFile = Awaited<ReturnType<typeof migrationFiles>>[number];
+
+/** The migrations applied to a database (version → checksum); empty when none. */
+async function appliedMigrations(sql: Queryable): Promise<Map<number, string | null>> {
+  try {
+    const rows = await sql<{ version: number; checksum: string | null }[]>`
+      SELECT version, checksum FROM public.retask_migrations`;
+    return new Map(rows.map((r) => [r.version, r.checksum]));
+  } catch (error) {
+    if ((error as { code?: string }).code === "42P01") return new Map(); // no such table
+    throw error;
+  }
+}
+
+function versionIn(applied: Map<number, unknown>): number {
+  return Math.max(0, ...applied.keys());
+}
+
+// What this code cannot run against: a newer schema (it may have replaced what
+// this code calls), or a migration that changed after it was applied (forward
+// only: the change would never reach this database).
+function checkApplied(applied: Map<number, string | null>, files: MigrationFile[]): void {
+  const version = versionIn(applied);
+  if (version > SCHEMA_VERSION) {
+    throw new RetaskError(
+      "database",
+      `the database has schema version ${version}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
+    );
+  }
+  for (const { file, version, checksum } of files) {
+    if (applied.has(version) && applied.get(version) !== checksum) {
+      throw new RetaskError(
+        "database",
+        `migration ${file} differs from the one applied to this database; ` +
+          "applied migrations must not change: add a new numbered file instead",
+      );
+    }
+  }
 }
 
 /**
@@ -79,7 +98,7 @@ function changedMigration(file: string): RetaskError {
  */
 export async function install(sql: Sql): Promise<InstallResult> {
   const files = await migrationFiles();
-  const applied = await sql.begin(async (tx) => {
+  const result = await sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
     await tx`SET LOCAL search_path = public`;
     await tx`CREATE TABLE IF NOT EXISTS retask_migrations (
@@ -87,24 +106,11 @@ export async function install(sql: Sql): Promise<InstallResult> {
       name text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now(),
       checksum text)`;
-    const [newest] = await tx<{ max: number | null }[]>`
-      SELECT max(version) AS max FROM retask_migrations`;
-    if ((newest.max ?? 0) > SCHEMA_VERSION) {
-      throw new RetaskError(
-        "database",
-        `the database has schema version ${newest.max}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
-      );
-    }
-    const done = new Map(
-      (await tx<{ version: number; checksum: string | null }[]>`
-        SELECT version, checksum FROM retask_migrations`).map((r) => [r.version, r.checksum]),
-    );
+    const done = await appliedMigrations(tx);
+    checkApplied(done, files);
     const applying: string[] = [];
     for (const { file, text, version, checksum } of files) {
-      if (done.has(version)) {
-        if (done.get(version) !== checksum) throw changedMigration(file);
-        continue;
-      }
+      if (done.has(version)) continue;
       try {
         await tx.unsafe(text);
       } catch (error) {
@@ -119,11 +125,12 @@ export async function install(sql: Sql): Promise<InstallResult> {
       }
       await tx`INSERT INTO retask_migrations (version, name, checksum)
                VALUES (${version}, ${file}, ${checksum})`;
+      done.set(version, checksum);
       applying.push(file);
     }
-    return applying;
+    return { version: versionIn(done), applying };
   });
-  return { version: await installedVersion(sql), applied };
+  return { version: result.version, applied: result.applying };
 }
 
 /**
@@ -134,24 +141,10 @@ export async function install(sql: Sql): Promise<InstallResult> {
  * differ from its own.
  */
 export async function requireInstalled(sql: Sql): Promise<void> {
-  const version = await installedVersion(sql);
-  if (version === SCHEMA_VERSION) {
-    const applied = await sql<{ version: number; checksum: string | null }[]>`
-      SELECT version, checksum FROM public.retask_migrations`;
-    const files = new Map((await migrationFiles()).map((f) => [f.version, f]));
-    for (const row of applied) {
-      const file = files.get(row.version);
-      if (file && row.checksum !== file.checksum) throw changedMigration(file.file);
-    }
-    return;
-  }
-  if (version > SCHEMA_VERSION) {
-    // a newer schema may have replaced what this code calls
-    throw new RetaskError(
-      "database",
-      `the database has schema version ${version}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
-    );
-  }
+  const applied = await appliedMigrations(sql);
+  checkApplied(applied, await migrationFiles());
+  const version = versionIn(applied);
+  if (version === SCHEMA_VERSION) return;
   throw new RetaskError(
     "database",
     version === 0
