@@ -26,6 +26,7 @@ import {
   type TaskStatus,
 } from "../lib/status.ts";
 import { requireInstalled } from "../lib/schema.ts";
+import { sleep } from "../lib/wake.ts";
 import { printJson, withDatabase } from "./common.ts";
 
 interface StatusFlags {
@@ -138,13 +139,7 @@ async function watch(intervalMs: number, draw: () => Promise<void>): Promise<voi
   try {
     while (!stop.signal.aborted) {
       await draw();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, intervalMs);
-        stop.signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
-      });
+      await sleep(intervalMs, stop.signal);
     }
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);

@@ -6,7 +6,7 @@
  * @module
  */
 import postgres from "postgres";
-import type { Sql } from "./db.ts";
+import { bigintAsNumber, type Sql } from "./db.ts";
 
 /** Where a server is and who to log in as; what {@link openPool} needs. */
 export interface ConnectionTarget {
@@ -72,14 +72,6 @@ export function retarget(
     database: database || target.database,
   };
 }
-
-// int8 as a JavaScript number, as lib/db.ts's client() does: ids stay far below 2^53.
-const bigintAsNumber = {
-  to: 20,
-  from: [20],
-  serialize: (value: number) => String(value),
-  parse: (value: string) => Number(value),
-};
 
 /**
  * A pool whose connections live as long as the worker: no idle timeout and no

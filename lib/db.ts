@@ -38,8 +38,8 @@ export interface Database {
   close(): Promise<void>;
 }
 
-// int8 (oid 20) as a JavaScript number: task and program ids stay far below 2^53.
-const bigintAsNumber = {
+/** int8 (oid 20) as a JavaScript number: task and program ids stay far below 2^53. */
+export const bigintAsNumber = {
   to: 20,
   from: [20],
   serialize: (value: number) => String(value),

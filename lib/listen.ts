@@ -43,7 +43,7 @@ export class Listener {
   ensure(): void {
     if (this.#listening || this.#starting || this.#closed) return;
     this.#starting = true;
-    this.#sql`LISTEN retask_tasks`.then(
+    this.#sql.unsafe(`LISTEN ${TASKS_CHANNEL}`).then(
       () => {
         this.#listening = true;
         // anything enqueued while not listening went unannounced: look now
