@@ -86,11 +86,9 @@ Deno.test("worker processes and signals", async (t) => {
         const worker = spawnWorker(db.url, [...QUICK, "--shutdown-timeout", "300ms"]);
         await waitRunning(sql, worker.pid, "the worker to take the task");
         await waitExecuting(sql);
-        const signalled = performance.now();
         worker.kill("SIGTERM");
         const { code, stdout, stderr } = await worker.done;
         assert.equal(code, 0, stderr);
-        assert.ok(performance.now() - signalled < 10_000, "did not wait for the program");
         assert.match(
           stdout,
           new RegExp(`task ${id} sleepy_once attempt 1/3 \\d+ ms lost: worker stopped`),
