@@ -11,13 +11,16 @@
  */
 import { parseArgs } from "node:util";
 import {
+  countFlag,
   describeMachine,
   dropDatabasesOnSignal,
   fmt,
   machineLine,
   numberTable,
   percentile,
+  runScript,
   serverUrl,
+  usageError,
   withFreshDatabase,
 } from "./common.ts";
 import { enqueueRates, finishedRowsCost, memoryRun, throughput } from "./measure.ts";
@@ -42,16 +45,6 @@ const USAGE = `usage: deno task bench [options]
   --timeout <s>          bound on each measurement (default 900)
   --database-url <url>   server to create the benchmark databases on
   --json                 print the figures as JSON`;
-
-class UsageError extends Error {}
-
-function count(flag: string, text: string, max = 100_000_000): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) {
-    throw new UsageError(`--${flag} must be a whole number from 1 to ${max}, got "${text}"`);
-  }
-  return n;
-}
 
 function options() {
   const { values } = parseArgs({
@@ -78,25 +71,27 @@ function options() {
   });
   const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean) ?? [...SECTIONS];
   const unknown = only.filter((s) => !SECTIONS.includes(s as Section));
-  if (unknown.length > 0) throw new UsageError(`unknown section(s): ${unknown.join(", ")}`);
+  if (unknown.length > 0) throw usageError(`unknown section(s): ${unknown.join(", ")}`);
   return {
     help: values.help,
     json: values.json,
     databaseUrl: values["database-url"],
     only: new Set(only as Section[]),
-    tasks: count("tasks", values.tasks),
-    concurrencies: values.concurrency.split(",").map((c) => count("concurrency", c.trim(), 1000)),
-    luckyTasks: count("lucky-tasks", values["lucky-tasks"]),
-    single: count("enqueue-single", values["enqueue-single"]),
-    bulkSize: count("bulk-size", values["bulk-size"], 100_000),
-    bulkCalls: count("bulk-calls", values["bulk-calls"]),
-    latencyJobs: count("latency-jobs", values["latency-jobs"]),
-    intervalMs: count("interval-ms", values["interval-ms"], 60_000),
-    finishedRows: count("finished-rows", values["finished-rows"]),
-    ops: count("ops", values.ops, 100_000),
-    memoryTasks: count("memory-tasks", values["memory-tasks"]),
+    tasks: countFlag("tasks", values.tasks),
+    concurrencies: values.concurrency.split(",").map((c) =>
+      countFlag("concurrency", c.trim(), 1000)
+    ),
+    luckyTasks: countFlag("lucky-tasks", values["lucky-tasks"]),
+    single: countFlag("enqueue-single", values["enqueue-single"]),
+    bulkSize: countFlag("bulk-size", values["bulk-size"], 100_000),
+    bulkCalls: countFlag("bulk-calls", values["bulk-calls"]),
+    latencyJobs: countFlag("latency-jobs", values["latency-jobs"]),
+    intervalMs: countFlag("interval-ms", values["interval-ms"], 60_000),
+    finishedRows: countFlag("finished-rows", values["finished-rows"]),
+    ops: countFlag("ops", values.ops, 100_000),
+    memoryTasks: countFlag("memory-tasks", values["memory-tasks"]),
     workerArgs: values["worker-args"].split(/\s+/).filter(Boolean),
-    timeoutMs: count("timeout", values.timeout, 86_400) * 1000,
+    timeoutMs: countFlag("timeout", values.timeout, 86_400) * 1000,
   };
 }
 
@@ -229,14 +224,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main());
-  } catch (error) {
-    const usage = error instanceof UsageError ||
-      String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS");
-    console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
-    if (usage) console.error(USAGE);
-    Deno.exit(usage ? 2 : 1);
-  }
-}
+if (import.meta.main) await runScript("bench", USAGE, main);

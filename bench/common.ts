@@ -6,7 +6,9 @@
  */
 import { client, type Sql } from "../lib/db.ts";
 import { startEmbedded } from "../lib/embedded.ts";
-import { type Align, renderTable } from "../lib/format.ts";
+import { RetaskError } from "../lib/errors.ts";
+import { type Align, parseInteger, renderTable } from "../lib/format.ts";
+import { sleep } from "../lib/wake.ts";
 
 /** The server to benchmark on: `--database-url`, else `DATABASE_URL`, else the embedded one. */
 export async function serverUrl(flag?: string): Promise<string> {
@@ -116,19 +118,7 @@ export function median(values: readonly number[]): number {
   return percentile(values, 50);
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
+export { sleep };
 
 /** Polls `check` until it returns true; throws after `timeoutMs` saying `what` did not happen. */
 export async function waitFor(
@@ -208,4 +198,35 @@ export function fmt(value: number | null | undefined, digits = 0): string {
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,
   });
+}
+
+/** A flag's whole number from 1 to `max`; anything else is a usage error. */
+export function countFlag(flag: string, text: string, max = 100_000_000): number {
+  return parseInteger(`--${flag}`, text, { min: 1, max, code: "usage" });
+}
+
+/** A usage error of a benchmark script: bad flags (exit 2, with the usage). */
+export function usageError(message: string): RetaskError {
+  return new RetaskError("usage", message);
+}
+
+/**
+ * Runs a benchmark script's `main` and exits with its code: 2 with the usage
+ * after a usage error (from {@link countFlag}, {@link usageError} or parseArgs),
+ * 1 after any other error.
+ */
+export async function runScript(
+  name: string,
+  usage: string,
+  main: () => Promise<number>,
+): Promise<never> {
+  try {
+    Deno.exit(await main());
+  } catch (error) {
+    const bad = (error instanceof RetaskError && error.code === "usage") ||
+      String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS");
+    console.error(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+    if (bad) console.error(usage);
+    Deno.exit(bad ? 2 : 1);
+  }
 }

@@ -13,6 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import {
+  countFlag,
   describeMachine,
   dropDatabasesOnSignal,
   fmt,
@@ -21,7 +22,9 @@ import {
   median,
   numberTable,
   percentile,
+  runScript,
   serverUrl,
+  usageError,
 } from "./common.ts";
 import { type NodeEnv, prepareNode } from "./compare/node.ts";
 import { type RunResult, type System, SYSTEMS } from "./compare/systems.ts";
@@ -138,18 +141,12 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const count = (flag: string, text: string, max: number) => {
-    const n = Number(text);
-    if (!Number.isSafeInteger(n) || n < 1 || n > max) {
-      throw new UsageError(`--${flag} must be a whole number from 1 to ${max}, got "${text}"`);
-    }
-    return n;
-  };
+
   const names = values.systems?.split(",").map((s) => s.trim()).filter(Boolean);
   const unknown = names?.filter((n) => !SYSTEMS.some((s) => s.name === n)) ?? [];
-  if (unknown.length > 0) throw new UsageError(`unknown system(s): ${unknown.join(", ")}`);
+  if (unknown.length > 0) throw usageError(`unknown system(s): ${unknown.join(", ")}`);
   const systems = names ? SYSTEMS.filter((s) => names.includes(s.name)) : [...SYSTEMS];
-  const runs = count("runs", values.runs, 20);
+  const runs = countFlag("runs", values.runs, 20);
   const log = (line: string) => console.error(line);
 
   dropDatabasesOnSignal();
@@ -166,12 +163,12 @@ async function main(): Promise<number> {
   }
   const options = {
     server,
-    jobs: count("jobs", values.jobs, 10_000_000),
-    latencyJobs: count("latency-jobs", values["latency-jobs"], 100_000),
-    intervalMs: count("interval-ms", values["interval-ms"], 60_000),
-    seedSeconds: count("seed-seconds", values["seed-seconds"], 3_600),
-    seedWorkers: count("seed-workers", values["seed-workers"], 64),
-    timeoutMs: count("timeout", values.timeout, 86_400) * 1000,
+    jobs: countFlag("jobs", values.jobs, 10_000_000),
+    latencyJobs: countFlag("latency-jobs", values["latency-jobs"], 100_000),
+    intervalMs: countFlag("interval-ms", values["interval-ms"], 60_000),
+    seedSeconds: countFlag("seed-seconds", values["seed-seconds"], 3_600),
+    seedWorkers: countFlag("seed-workers", values["seed-workers"], 64),
+    timeoutMs: countFlag("timeout", values.timeout, 86_400) * 1000,
     retaskArgs: values["retask-args"].split(/\s+/).filter(Boolean),
     node,
   };
@@ -230,16 +227,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-class UsageError extends Error {}
-
-if (import.meta.main) {
-  try {
-    Deno.exit(await main());
-  } catch (error) {
-    const usage = error instanceof UsageError ||
-      (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
-    console.error(`bench/compare: ${error instanceof Error ? error.message : String(error)}`);
-    if (usage) console.error(USAGE);
-    Deno.exit(usage ? 2 : 1);
-  }
-}
+if (import.meta.main) await runScript("bench/compare", USAGE, main);

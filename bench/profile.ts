@@ -14,9 +14,11 @@
  */
 import { parseArgs } from "node:util";
 import {
+  countFlag,
   dropDatabasesOnSignal,
   fmt,
   numberTable,
+  runScript,
   serverUrl,
   sleep,
   withFreshDatabase,
@@ -62,11 +64,7 @@ async function main(): Promise<void> {
       "no-proxy": { type: "boolean", default: false },
     },
   });
-  const tasks = Number(values.tasks);
-  if (!Number.isSafeInteger(tasks) || tasks < 1 || tasks > 10_000_000) {
-    console.error(`bench/profile: --tasks must be a whole number from 1 to 10000000`);
-    Deno.exit(2);
-  }
+  const tasks = countFlag("tasks", values.tasks, 10_000_000);
   const program = values.program === "lucky" ? "lucky" : "noop";
   const args = values["worker-args"].split(/\s+/).filter(Boolean);
   dropDatabasesOnSignal();
@@ -175,11 +173,12 @@ async function main(): Promise<void> {
   ));
 }
 
+const USAGE = "usage: deno task bench:profile [--tasks <n>] [--program noop|lucky] " +
+  '[--worker-args="<flags>"] [--database-url <url>] [--json] [--no-proxy]';
+
 if (import.meta.main) {
-  try {
+  await runScript("bench/profile", USAGE, async () => {
     await main();
-  } catch (error) {
-    console.error(`bench/profile: ${error instanceof Error ? error.message : String(error)}`);
-    Deno.exit(1);
-  }
+    return 0;
+  });
 }
