@@ -321,7 +321,7 @@ export class Lane {
       settle(sql`BEGIN`),
       settle(sql<{ task_id: number }[]>`
         SELECT task_id FROM public.tasks
-        WHERE status = 'running'
+        WHERE task_id = ANY (${tasks.map((t) => t.taskId)}::bigint[]) AND status = 'running'
           AND (task_id, attempt_count) IN (
             SELECT * FROM unnest(${tasks.map((t) => t.taskId)}::bigint[],
                                  ${tasks.map((t) => t.attempt)}::integer[]))

@@ -65,7 +65,7 @@ BEGIN
         FROM unnest(finish_tasks.task_ids, finish_tasks.attempts, finish_tasks.results,
                     finish_tasks.started_at, finish_tasks.finished_at)
              AS u(task_id, attempt, result, started_at, finished_at)
-        WHERE t.task_id = u.task_id
+        WHERE t.task_id = u.task_id AND t.task_id = ANY (finish_tasks.task_ids)
           AND t.status = 'running' AND t.attempt_count = u.attempt
         RETURNING t.*
     ), logged AS (
@@ -135,7 +135,8 @@ BEGIN
     END IF;
     held := ARRAY(
         SELECT t FROM tasks t
-        WHERE t.status = 'running'
+        -- by id (primary key), not by scanning every running task of every worker
+        WHERE t.task_id = ANY (task_ids) AND t.status = 'running'
           AND (t.task_id, t.attempt_count) IN (SELECT * FROM unnest(task_ids, attempts))
         ORDER BY t.task_id
         FOR UPDATE);
@@ -196,10 +197,13 @@ BEGIN
     PERFORM finish_tasks(done_ids, done_tries, done_results, done_starts, done_ends);
     -- the ones left to the caller were held here without their leases renewed
     -- (renewal skips locked rows): the time this statement took does not count
-    UPDATE tasks t
-    SET lease_expires_at = t.lease_expires_at + (clock_timestamp() - statement_timestamp())
-    WHERE t.task_id >= cut_at AND t.status = 'running' AND t.lease_expires_at IS NOT NULL
-      AND (t.task_id, t.attempt_count) IN (SELECT * FROM unnest(task_ids, attempts));
+    IF cut_at IS NOT NULL THEN
+        UPDATE tasks t
+        SET lease_expires_at = t.lease_expires_at + (clock_timestamp() - statement_timestamp())
+        WHERE t.task_id = ANY (ARRAY(SELECT (h).task_id FROM unnest(held) h
+                                     WHERE (h).task_id >= cut_at))
+          AND t.lease_expires_at IS NOT NULL;
+    END IF;
     RETURN QUERY
     SELECT u.task_id,
            CASE WHEN r.i IS NOT NULL THEN 'ran'
