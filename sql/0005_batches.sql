@@ -77,6 +77,71 @@ BEGIN
 END
 $$;
 
+-- Ends many attempts as failed in one statement, as fail_task (0003) did one
+-- at a time: back to 'scheduled' after the retry delay while attempts are left,
+-- else 'error'; `outcomes[i]` is 'error' or 'lost'. Returns each task's new
+-- status; a task not running the given attempt any more is left alone and not
+-- returned. fail_task is now its single-task case, so failing has one
+-- implementation, as finishing has in finish_tasks.
+CREATE FUNCTION fail_tasks(
+    task_ids bigint[], attempts integer[], errors text[], contexts text[] DEFAULT NULL,
+    outcomes text[] DEFAULT NULL, started_at timestamptz[] DEFAULT NULL,
+    finished_at timestamptz[] DEFAULT NULL)
+RETURNS TABLE (task_id bigint, status text) LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    ids bigint[];
+    ends text[];
+    wake boolean;
+BEGIN
+    WITH failed AS (
+        UPDATE tasks t
+        SET status = CASE WHEN t.attempt_count < t.max_attempts THEN 'scheduled' ELSE 'error' END,
+            started = coalesce(u.started_at, t.started),
+            finished = coalesce(u.finished_at, clock_timestamp()),
+            lease_expires_at = NULL,
+            run_after = CASE WHEN t.attempt_count < t.max_attempts
+                             THEN clock_timestamp()
+                                  + retry_delay_after(t.attempt_count, t.retry_backoff, t.retry_delay, t.retry_delay_max)
+                             ELSE t.run_after END,
+            result = format('attempt %s of %s', t.attempt_count, t.max_attempts)
+                     || E'\n' || coalesce(u.error, 'unknown error')
+                     || coalesce(E'\n' || nullif(u.context, ''), '')
+        FROM unnest(fail_tasks.task_ids, fail_tasks.attempts, fail_tasks.errors,
+                    fail_tasks.contexts, fail_tasks.outcomes, fail_tasks.started_at,
+                    fail_tasks.finished_at)
+             AS u(task_id, attempt, error, context, outcome, started_at, finished_at)
+        WHERE t.task_id = u.task_id AND t.task_id = ANY (fail_tasks.task_ids)
+          AND t.status = 'running' AND t.attempt_count = u.attempt
+        RETURNING t.*, u.error, u.context, coalesce(u.outcome, 'error') AS outcome
+    ), logged AS (
+        INSERT INTO task_attempts (task_id, attempt, started, finished, outcome, error, context, pid, worker)
+        SELECT f.task_id, f.attempt_count, f.started, f.finished, f.outcome, f.error,
+               nullif(f.context, ''), f.pid, f.worker
+        FROM failed f
+    )
+    SELECT array_agg(f.task_id), array_agg(f.status),
+           coalesce(bool_or(f.status = 'scheduled' AND f.run_after <= clock_timestamp()), false)
+    INTO ids, ends, wake
+    FROM failed f;
+    IF wake THEN
+        PERFORM pg_notify('retask_tasks', '');
+    END IF;
+    RETURN QUERY SELECT * FROM unnest(ids, ends);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION fail_task(
+    task_id bigint, attempt integer, error text, context text DEFAULT NULL,
+    outcome text DEFAULT 'error', started_at timestamptz DEFAULT NULL,
+    finished_at timestamptz DEFAULT NULL)
+RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT f.status
+    FROM fail_tasks(ARRAY[fail_task.task_id], ARRAY[fail_task.attempt], ARRAY[fail_task.error],
+                    ARRAY[fail_task.context], ARRAY[fail_task.outcome],
+                    ARRAY[fail_task.started_at], ARRAY[fail_task.finished_at]) f
+$$;
+
 -- Runs attempt attempts[i] of task task_ids[i], for every i, and records how
 -- each ended, all in the caller's statement: the programs' effects and their
 -- completions commit together. Every row is locked before any program runs;
@@ -111,13 +176,20 @@ DECLARE
     statuses text[] := '{}';
     errors text[] := '{}';
     took double precision[] := '{}';
-    -- the finished ones, recorded together at the end
+    -- the finished ones and the failed ones, each recorded together at the end
     done integer := 0;
     done_ids bigint[] := '{}';
     done_tries integer[] := '{}';
     done_results text[] := '{}';
     done_starts timestamptz[] := '{}';
     done_ends timestamptz[] := '{}';
+    bad integer := 0;
+    bad_ids bigint[] := '{}';
+    bad_tries integer[] := '{}';
+    bad_errors text[] := '{}';
+    bad_contexts text[] := '{}';
+    bad_starts timestamptz[] := '{}';
+    bad_ends timestamptz[] := '{}';
     began timestamptz;
     ended timestamptz;
     res text;
@@ -187,14 +259,24 @@ BEGIN
             done_results[done] := res;
             done_starts[done] := began;
             done_ends[done] := ended;
-            statuses[n] := 'finished';
         ELSE
-            statuses[n] := fail_task(task.task_id, task.attempt_count, err,
-                                     program_error_context(ctx), 'error', began, ended);
+            bad := bad + 1;
+            bad_ids[bad] := task.task_id;
+            bad_tries[bad] := task.attempt_count;
+            bad_errors[bad] := err;
+            bad_contexts[bad] := program_error_context(ctx);
+            bad_starts[bad] := began;
+            bad_ends[bad] := ended;
         END IF;
     END LOOP;
-    -- every row is locked by this statement: each of them finishes
+    -- every row is locked by this statement: each of them is recorded
     PERFORM finish_tasks(done_ids, done_tries, done_results, done_starts, done_ends);
+    statuses := ARRAY(
+        SELECT coalesce(f.status, 'finished')
+        FROM unnest(ids) WITH ORDINALITY AS r(task_id, i)
+        LEFT JOIN fail_tasks(bad_ids, bad_tries, bad_errors, bad_contexts, NULL,
+                             bad_starts, bad_ends) f ON f.task_id = r.task_id
+        ORDER BY r.i);
     -- the ones left to the caller were held here without their leases renewed
     -- (renewal skips locked rows): the time this statement took does not count
     IF cut_at IS NOT NULL THEN
