@@ -4,11 +4,11 @@
  * machine's description, and bounded waiting.
  * @module
  */
-import { client, type Sql } from "../lib/db.ts";
-import { startEmbedded } from "../lib/embedded.ts";
+import { client, type Sql } from "../lib/db/connect.ts";
+import { startEmbedded } from "../lib/db/embedded.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { type Align, parseInteger, renderTable } from "../lib/format.ts";
-import { sleep } from "../lib/wake.ts";
+import { type Align, parseInteger, renderTable } from "../cli/format.ts";
+import { sleep } from "../lib/worker/wake.ts";
 
 /** The server to benchmark on: `--database-url`, else `DATABASE_URL`, else the embedded one. */
 export async function serverUrl(flag?: string): Promise<string> {

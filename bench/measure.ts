@@ -4,7 +4,7 @@
  * table full of finished tasks, and the worker's memory over a long drain.
  * @module
  */
-import type { Sql } from "../lib/db.ts";
+import type { Sql } from "../lib/db/connect.ts";
 import { type BenchDatabase, median, verify, wallClockMs, withFreshDatabase } from "./common.ts";
 import { drain, type DrainResult, fillQueue, prepareRetask } from "./retask.ts";
 

@@ -25,7 +25,7 @@ import {
 } from "./common.ts";
 import { startCountingProxy } from "./proxy.ts";
 import { drain, fillQueue, prepareRetask } from "./retask.ts";
-import type { Sql } from "../lib/db.ts";
+import type { Sql } from "../lib/db/connect.ts";
 
 const TICKS_PER_SECOND = 100; // Linux's USER_HZ, what /proc/<pid>/stat counts in
 

@@ -5,8 +5,8 @@
  * counted: from the first attempt's start to the last attempt's end.
  * @module
  */
-import type { Sql } from "../lib/db.ts";
-import { install } from "../lib/schema.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { install } from "../lib/db/schema.ts";
 import { type BenchDatabase, sleep, verify, waitFor, wallClockMs } from "./common.ts";
 
 /** The benchmark's programs, registered in a retask database. */

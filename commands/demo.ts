@@ -5,7 +5,7 @@
  * @module
  */
 import { Command } from "commander";
-import { type DemoResult, runDemo } from "../lib/demo.ts";
+import { type DemoResult, runDemo } from "../cli/demo.ts";
 import {
   formatDuration,
   formatPercent,
@@ -15,9 +15,9 @@ import {
   parseProbability,
   progressBar,
   renderTable,
-} from "../lib/format.ts";
-import { getTask } from "../lib/status.ts";
-import { printJson, withDatabase } from "./common.ts";
+} from "../cli/format.ts";
+import { getTask } from "../lib/queue/read.ts";
+import { printJson, withDatabase } from "../cli/common.ts";
 import { renderTaskDetail } from "./status.ts";
 
 interface DemoFlags {

@@ -3,11 +3,11 @@
  * @module
  */
 import { Command } from "commander";
-import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../lib/format.ts";
+import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../cli/format.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { enqueue, type EnqueueOptions, findProgram } from "../lib/queue.ts";
-import { requireInstalled } from "../lib/schema.ts";
-import { printJson, withDatabase } from "./common.ts";
+import { enqueue, type EnqueueOptions, findProgram } from "../lib/queue/programs.ts";
+import { requireInstalled } from "../lib/db/schema.ts";
+import { printJson, withDatabase } from "../cli/common.ts";
 
 interface EnqueueFlags {
   params?: string;

@@ -3,8 +3,8 @@
  * @module
  */
 import { Command } from "commander";
-import { install } from "../lib/schema.ts";
-import { printJson, withDatabase } from "./common.ts";
+import { install } from "../lib/db/schema.ts";
+import { printJson, withDatabase } from "../cli/common.ts";
 
 /** Builds the `install` subcommand. */
 export function installCommand(): Command {

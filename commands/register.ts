@@ -4,11 +4,11 @@
  * @module
  */
 import { Command } from "commander";
-import { parseInteger } from "../lib/format.ts";
+import { parseInteger } from "../cli/format.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { listPrograms, registerProgram, type RetryPolicy } from "../lib/queue.ts";
-import { requireInstalled } from "../lib/schema.ts";
-import { printJson, withDatabase } from "./common.ts";
+import { listPrograms, registerProgram, type RetryPolicy } from "../lib/queue/programs.ts";
+import { requireInstalled } from "../lib/db/schema.ts";
+import { printJson, withDatabase } from "../cli/common.ts";
 
 interface RegisterFlags {
   maxAttempts?: string;

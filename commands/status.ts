@@ -4,7 +4,7 @@
  * @module
  */
 import { Command } from "commander";
-import type { Database } from "../lib/db.ts";
+import type { Database } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import {
   formatDuration,
@@ -14,7 +14,7 @@ import {
   parseInteger,
   renderTable,
   resultSummary,
-} from "../lib/format.ts";
+} from "../cli/format.ts";
 import {
   getTask,
   listTasks,
@@ -24,10 +24,10 @@ import {
   type TaskFilter,
   type TaskList,
   type TaskStatus,
-} from "../lib/status.ts";
-import { requireInstalled } from "../lib/schema.ts";
-import { sleep } from "../lib/wake.ts";
-import { printJson, withDatabase } from "./common.ts";
+} from "../lib/queue/read.ts";
+import { requireInstalled } from "../lib/db/schema.ts";
+import { sleep } from "../lib/worker/wake.ts";
+import { printJson, withDatabase } from "../cli/common.ts";
 
 interface StatusFlags {
   status?: string;

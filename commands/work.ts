@@ -5,12 +5,17 @@
  * @module
  */
 import { Command } from "commander";
-import { outcomeJson, outcomeLine, type TaskOutcome, type WorkerLog } from "../lib/outcome.ts";
-import { errorMessage } from "../lib/connections.ts";
+import {
+  outcomeJson,
+  outcomeLine,
+  type TaskOutcome,
+  type WorkerLog,
+} from "../lib/worker/outcome.ts";
+import { errorMessage } from "../lib/db/pool.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { runWorker } from "../lib/worker.ts";
-import { parseWorkFlags, WORKER_DEFAULTS, type WorkFlags } from "../lib/worker_options.ts";
-import { withDatabase } from "./common.ts";
+import { runWorker } from "../lib/worker/loop.ts";
+import { parseWorkFlags, WORKER_DEFAULTS, type WorkFlags } from "../lib/worker/settings.ts";
+import { withDatabase } from "../cli/common.ts";
 
 interface Flags extends WorkFlags {
   json?: boolean;

@@ -20,9 +20,9 @@ export {
   type Queryable,
   type Sql,
   type TransactionSql,
-} from "./db.ts";
+} from "./db/connect.ts";
 export { type ErrorCode, RetaskError } from "./errors.ts";
-export { install, type InstallResult, SCHEMA_VERSION } from "./schema.ts";
+export { install, type InstallResult, SCHEMA_VERSION } from "./db/schema.ts";
 export {
   enqueue,
   type EnqueueOptions,
@@ -36,14 +36,19 @@ export {
   type RetryPolicy,
   takeTasks,
   type Task,
-} from "./queue.ts";
+} from "./queue/programs.ts";
 export {
   embeddedDataDir,
   type EmbeddedServer,
   startEmbedded,
   type StartEmbeddedOptions,
   stopEmbedded,
-} from "./embedded.ts";
-export { makeWorkerId, runWorker, type RunWorkerOptions, type WorkerSummary } from "./worker.ts";
-export { WORKER_DEFAULTS, type WorkerSettings } from "./worker_options.ts";
-export type { AttemptOutcome, StatusAfter, TaskOutcome, WorkerLog } from "./outcome.ts";
+} from "./db/embedded.ts";
+export {
+  makeWorkerId,
+  runWorker,
+  type RunWorkerOptions,
+  type WorkerSummary,
+} from "./worker/loop.ts";
+export { WORKER_DEFAULTS, type WorkerSettings } from "./worker/settings.ts";
+export type { AttemptOutcome, StatusAfter, TaskOutcome, WorkerLog } from "./worker/outcome.ts";

@@ -1,6 +1,6 @@
 // `retask enqueue`: ids printed, options stored, and bad input that inserts nothing.
 import assert from "node:assert/strict";
-import { registerProgram } from "../lib/queue.ts";
+import { registerProgram } from "../lib/queue/programs.ts";
 import { runCli, testDatabase } from "./helpers.ts";
 
 Deno.test("retask enqueue", async (t) => {

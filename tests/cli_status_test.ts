@@ -1,7 +1,7 @@
 // `retask status`: the task list, one task's attempts, filters, --json, colours, --watch.
 import assert from "node:assert/strict";
-import { client } from "../lib/db.ts";
-import { enqueue, registerProgram } from "../lib/queue.ts";
+import { client } from "../lib/db/connect.ts";
+import { enqueue, registerProgram } from "../lib/queue/programs.ts";
 import { runCli, TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
 
 // Fails attempts 1 and 2 and succeeds on 3, whatever the random numbers: the

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startEmbedded, stopEmbedded } from "../lib/embedded.ts";
+import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 
 async function query(url: string) {
   const sql = postgres(url, { max: 1, onnotice: () => {} });

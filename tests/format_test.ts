@@ -14,7 +14,7 @@ import {
   stripAnsi,
   truncate,
   visibleLength,
-} from "../lib/format.ts";
+} from "../cli/format.ts";
 import { RetaskError } from "../lib/errors.ts";
 
 function inputError(fn: () => unknown, pattern: RegExp) {

@@ -3,9 +3,9 @@
  * and dropped after, on `DATABASE_URL`'s server or else the embedded one.
  * @module
  */
-import { client, type Sql } from "../lib/db.ts";
-import { startEmbedded } from "../lib/embedded.ts";
-import { install } from "../lib/schema.ts";
+import { client, type Sql } from "../lib/db/connect.ts";
+import { startEmbedded } from "../lib/db/embedded.ts";
+import { install } from "../lib/db/schema.ts";
 
 /** The server tests create their databases on. */
 export async function adminUrl(): Promise<string> {

@@ -1,7 +1,7 @@
 // `install`: migrations applied once, concurrently safe, and the seed's
 // database upgraded in place without losing a row.
 import assert from "node:assert/strict";
-import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../lib/schema.ts";
+import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../lib/db/schema.ts";
 import { testDatabase } from "./helpers.ts";
 
 Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {

@@ -2,7 +2,7 @@
 // changes nothing.
 import assert from "node:assert/strict";
 import { toRetaskError } from "../lib/errors.ts";
-import { enqueue, registerProgram } from "../lib/queue.ts";
+import { enqueue, registerProgram } from "../lib/queue/programs.ts";
 import { TEST_FUNCTIONS, testDatabase } from "./helpers.ts";
 
 Deno.test("programs and enqueue", async (t) => {

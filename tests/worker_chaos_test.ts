@@ -3,8 +3,8 @@
 // which one is killed with kill -9 midway, and by one whose backends are
 // terminated midway. Every run must end with the same invariants.
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db.ts";
-import { enqueue } from "../lib/queue.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { enqueue } from "../lib/queue/programs.ts";
 import { testDatabase, waitFor } from "./helpers.ts";
 import {
   assertEffectsExactlyOnce,

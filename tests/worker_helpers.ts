@@ -4,8 +4,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db.ts";
-import { registerProgram } from "../lib/queue.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { registerProgram } from "../lib/queue/programs.ts";
 import { waitFor } from "./helpers.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

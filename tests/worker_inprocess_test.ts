@@ -1,10 +1,10 @@
 // The worker run in-process (as `retask demo` does) and the SQL it adds
 // (sql/0003_transitions.sql, sql/0004_run.sql): batches, savepoints, timeouts, drain, rescue, leases.
 import assert from "node:assert/strict";
-import { client } from "../lib/db.ts";
-import type { TaskOutcome } from "../lib/outcome.ts";
-import { enqueue, registerProgram, takeTasks } from "../lib/queue.ts";
-import { runWorker } from "../lib/worker.ts";
+import { client } from "../lib/db/connect.ts";
+import type { TaskOutcome } from "../lib/worker/outcome.ts";
+import { enqueue, registerProgram, takeTasks } from "../lib/queue/programs.ts";
+import { runWorker } from "../lib/worker/loop.ts";
 import { TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
 import { assertInvariants, installWorkerPrograms } from "./worker_helpers.ts";
 

@@ -2,8 +2,8 @@
 // database on the same server, reached through host and port), and their
 // results are recorded on the main one.
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db.ts";
-import { enqueue, registerProgram } from "../lib/queue.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { enqueue, registerProgram } from "../lib/queue/programs.ts";
 import { testDatabase, waitFor } from "./helpers.ts";
 import {
   assertInvariants,

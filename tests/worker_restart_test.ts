@@ -2,10 +2,10 @@
 // finishes the queue. Uses a private embedded server (the shared one must not
 // be restarted), so this test needs no DATABASE_URL.
 import assert from "node:assert/strict";
-import { client } from "../lib/db.ts";
-import { startEmbedded, stopEmbedded } from "../lib/embedded.ts";
-import { enqueue } from "../lib/queue.ts";
-import { install } from "../lib/schema.ts";
+import { client } from "../lib/db/connect.ts";
+import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
+import { enqueue } from "../lib/queue/programs.ts";
+import { install } from "../lib/db/schema.ts";
 import { waitFor } from "./helpers.ts";
 import {
   assertEffectsExactlyOnce,

@@ -1,8 +1,8 @@
 // `retask work` as a real process: kill -9 mid-task, SIGTERM inside and past
 // the shutdown timeout, and a second signal.
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db.ts";
-import { enqueue } from "../lib/queue.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { enqueue } from "../lib/queue/programs.ts";
 import { testDatabase, waitFor } from "./helpers.ts";
 import {
   installWorkerPrograms,

@@ -1,16 +1,16 @@
 // The worker's pure parts: option parsing, reconnect backoff, error
 // classification, outcome lines, the wake-up call. No database.
 import assert from "node:assert/strict";
-import { isConnectionError, reconnectDelay } from "../lib/connections.ts";
+import { isConnectionError, reconnectDelay } from "../lib/db/pool.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { outcomeJson, outcomeLine, outcomeOf, type TaskOutcome } from "../lib/outcome.ts";
-import { Wake } from "../lib/wake.ts";
+import { outcomeJson, outcomeLine, outcomeOf, type TaskOutcome } from "../lib/worker/outcome.ts";
+import { Wake } from "../lib/worker/wake.ts";
 import {
   parseDuration,
   parseWorkFlags,
   resolveSettings,
   WORKER_DEFAULTS,
-} from "../lib/worker_options.ts";
+} from "../lib/worker/settings.ts";
 
 function usageError(fn: () => unknown, message: RegExp) {
   assert.throws(fn, (error: unknown) => {

@@ -5,7 +5,7 @@
  * whole queue, which would take hours.
  * @module
  */
-import { client } from "../../lib/db.ts";
+import { client } from "../../lib/db/connect.ts";
 import { type BenchDatabase, sleep, verify, waitFor, wallClockMs } from "../common.ts";
 
 /** How to run the seed. */

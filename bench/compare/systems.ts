@@ -5,7 +5,7 @@
  * each phase on a fresh database of its own.
  * @module
  */
-import { WORKER_DEFAULTS } from "../../lib/worker_options.ts";
+import { WORKER_DEFAULTS } from "../../lib/worker/settings.ts";
 import { verify, withFreshDatabase } from "../common.ts";
 import { drain, fillQueue, pickupLatency, prepareRetask } from "../retask.ts";
 import { type NodeEnv, type NodePhaseResult, runNodePhase } from "./node.ts";

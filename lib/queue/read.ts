@@ -3,9 +3,9 @@
  * with every attempt it made (`empapi.task_attempts`).
  * @module
  */
-import type { Queryable } from "./db.ts";
-import { RetaskError } from "./errors.ts";
-import { resolveProgram } from "./queue.ts";
+import type { Queryable } from "../db/connect.ts";
+import { RetaskError } from "../errors.ts";
+import { resolveProgram } from "./programs.ts";
 
 /** The four statuses a task can have, in life-cycle order. */
 export const STATUSES = ["scheduled", "running", "finished", "error"] as const;

@@ -12,8 +12,8 @@ import {
   isConnectionError,
   openPool,
   retarget,
-} from "./connections.ts";
-import type { Sql } from "./db.ts";
+} from "../db/pool.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** A remote server could not be reached: the attempt fails with this message. */
 export class RemoteUnreachableError extends Error {

@@ -4,8 +4,8 @@
  * @module
  */
 import type postgres from "postgres";
-import type { Queryable, Sql } from "./db.ts";
-import { RetaskError } from "./errors.ts";
+import type { Queryable, Sql } from "../db/connect.ts";
+import { RetaskError } from "../errors.ts";
 
 /** A program's retry policy; unset fields keep their current value (or the default). */
 export interface RetryPolicy {

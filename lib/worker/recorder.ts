@@ -4,7 +4,7 @@
  * @module
  */
 import type { ClaimedTask } from "./claim.ts";
-import type { Sql, TransactionSql } from "./db.ts";
+import type { Sql, TransactionSql } from "../db/connect.ts";
 import { type AttemptEnd, outcomeOf, type StatusAfter, type TaskOutcome } from "./outcome.ts";
 
 /** How one attempt ended, as the lane that ran it saw it. */

@@ -6,7 +6,7 @@
  * @module
  */
 import postgres from "postgres";
-import { bigintAsNumber, type Sql } from "./db.ts";
+import { bigintAsNumber, type Sql } from "./connect.ts";
 
 /** Where a server is and who to log in as; what {@link openPool} needs. */
 export interface ConnectionTarget {

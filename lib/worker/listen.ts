@@ -5,8 +5,8 @@
  * the worker polls as well, and rings once more when listening again.
  * @module
  */
-import { type ConnectionTarget, openPool } from "./connections.ts";
-import type { Sql } from "./db.ts";
+import { type ConnectionTarget, openPool } from "../db/pool.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** The channel the SQL notifies on. */
 export const TASKS_CHANNEL = "retask_tasks";

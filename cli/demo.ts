@@ -4,11 +4,11 @@
  * counts with what the retry rule predicts (a chi-square goodness-of-fit test).
  * @module
  */
-import type { Sql } from "./db.ts";
-import { RetaskError } from "./errors.ts";
-import { enqueue, registerProgram } from "./queue.ts";
-import { install } from "./schema.ts";
-import { runWorker } from "./worker.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { RetaskError } from "../lib/errors.ts";
+import { enqueue, registerProgram } from "../lib/queue/programs.ts";
+import { install } from "../lib/db/schema.ts";
+import { runWorker } from "../lib/worker/loop.ts";
 
 /** Attempts per demo task: the seed's "no more than three times". */
 export const DEMO_ATTEMPTS = 3;

@@ -3,7 +3,7 @@
  * @module
  */
 import type { Command } from "commander";
-import { connect, type Database } from "../lib/db.ts";
+import { connect, type Database } from "../lib/db/connect.ts";
 
 /** The `--database-url` given anywhere on the command line, if any. */
 export function databaseUrl(command: Command): string | undefined {

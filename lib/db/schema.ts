@@ -4,8 +4,8 @@
  * and recorded in `retask_migrations`.
  * @module
  */
-import type { Queryable, Sql } from "./db.ts";
-import { RetaskError } from "./errors.ts";
+import type { Queryable, Sql } from "./connect.ts";
+import { RetaskError } from "../errors.ts";
 
 /**
  * The migrations, in order. Listed rather than read from the directory so a
@@ -40,7 +40,7 @@ async function sha256(text: string): Promise<string> {
 }
 
 function readMigration(file: string): Promise<string> {
-  return Deno.readTextFile(new URL(`../sql/${file}`, import.meta.url));
+  return Deno.readTextFile(new URL(`../../sql/${file}`, import.meta.url));
 }
 
 async function migrationFiles() {

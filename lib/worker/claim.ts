@@ -5,7 +5,7 @@
  * holder.
  * @module
  */
-import type { Sql } from "./db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** A task this worker took: what running it and reporting on it need. */
 export interface ClaimedTask {

@@ -22,17 +22,17 @@ import {
   openPool,
   reconnectDelay,
   withinStall,
-} from "./connections.ts";
-import type { Sql } from "./db.ts";
-import { RetaskError } from "./errors.ts";
-import { Lane } from "./execute.ts";
+} from "../db/pool.ts";
+import type { Sql } from "../db/connect.ts";
+import { RetaskError } from "../errors.ts";
+import { Lane } from "./lane.ts";
 import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
-import { rescueLostTasks } from "./queue.ts";
+import { rescueLostTasks } from "../queue/programs.ts";
 import { RemotePools } from "./remote.ts";
-import { requireInstalled } from "./schema.ts";
+import { requireInstalled } from "../db/schema.ts";
 import { sleep, Wake } from "./wake.ts";
-import { resolveSettings, type WorkerSettings } from "./worker_options.ts";
+import { resolveSettings, type WorkerSettings } from "./settings.ts";
 
 /** Past the shutdown timeout, how long cancelled tasks get to be recorded as lost. */
 const ABORT_GRACE_MS = 5_000;

@@ -3,8 +3,8 @@
  * strings with errors that say what to fix.
  * @module
  */
-import { RetaskError } from "./errors.ts";
-import { parseInteger } from "./format.ts";
+import { RetaskError } from "../errors.ts";
+import { parseInteger } from "../../cli/format.ts";
 
 /** How a worker runs. Every field has a default ({@link WORKER_DEFAULTS}). */
 export interface WorkerSettings {

@@ -5,7 +5,7 @@
  */
 import postgres from "postgres";
 import { startEmbedded } from "./embedded.ts";
-import { RetaskError } from "./errors.ts";
+import { RetaskError } from "../errors.ts";
 
 /** A postgres.js client with retask's settings: int8 values arrive as numbers. */
 export type Sql = postgres.Sql<{ bigint: number }>;

@@ -4,7 +4,7 @@
  * checked values with errors that say what to fix.
  * @module
  */
-import { RetaskError } from "./errors.ts";
+import { RetaskError } from "../lib/errors.ts";
 
 /** Styles text with ANSI colours, or leaves it alone when colour is off. */
 export interface Palette {

@@ -20,15 +20,15 @@ import {
   finished,
   lost,
   outcomes,
-} from "./complete.ts";
+} from "./recorder.ts";
 import {
   errorMessage,
   isConnectionError,
   reconnectDelay,
   STALL_MS,
   withinStall,
-} from "./connections.ts";
-import type { Sql } from "./db.ts";
+} from "../db/pool.ts";
+import type { Sql } from "../db/connect.ts";
 import type { StatusAfter, TaskOutcome, WorkerLog } from "./outcome.ts";
 import { RemoteUnreachableError } from "./remote.ts";
 import type { RemotePools } from "./remote.ts";
