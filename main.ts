@@ -2,7 +2,7 @@
  * The retask command line: `deno run -A main.ts <command>`.
  * @module
  */
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError } from "npm:commander@14.0.3";
 import denoJson from "./deno.json" with { type: "json" };
 import { installCommand } from "./commands/install.ts";
 import { workCommand } from "./commands/work.ts";

@@ -2,7 +2,7 @@
  * What every subcommand shares: the database option and printing.
  * @module
  */
-import type { Command } from "commander";
+import type { Command } from "npm:commander@14.0.3";
 import { connect, type Database } from "../lib/db/connect.ts";
 
 /** The `--database-url` given anywhere on the command line, if any. */

@@ -4,7 +4,7 @@
  * ended beside the expected shares, and shows two tasks' attempts.
  * @module
  */
-import { Command } from "commander";
+import { Command } from "npm:commander@14.0.3";
 import { type DemoResult, runDemo } from "../cli/demo.ts";
 import {
   formatDuration,

@@ -2,7 +2,7 @@
  * `retask enqueue <program>`: queue one or more tasks of a program.
  * @module
  */
-import { Command } from "commander";
+import { Command } from "npm:commander@14.0.3";
 import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../cli/format.ts";
 import { RetaskError } from "../lib/errors.ts";
 import { enqueue, type EnqueueOptions, findProgram } from "../lib/queue/programs.ts";

@@ -2,7 +2,7 @@
  * `retask install`: apply the migrations the database lacks.
  * @module
  */
-import { Command } from "commander";
+import { Command } from "npm:commander@14.0.3";
 import { install } from "../lib/db/schema.ts";
 import { printJson, withDatabase } from "../cli/common.ts";
 

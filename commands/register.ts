@@ -3,7 +3,7 @@
  * the program of that name.
  * @module
  */
-import { Command } from "commander";
+import { Command } from "npm:commander@14.0.3";
 import { parseInteger } from "../cli/format.ts";
 import { RetaskError } from "../lib/errors.ts";
 import { listPrograms, registerProgram, type RetryPolicy } from "../lib/queue/programs.ts";

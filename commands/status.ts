@@ -3,7 +3,7 @@
  * task with every attempt it made; `--watch` redraws until interrupted.
  * @module
  */
-import { Command } from "commander";
+import { Command } from "npm:commander@14.0.3";
 import type { Database } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import {

@@ -4,7 +4,7 @@
  * own messages on stderr.
  * @module
  */
-import { Command } from "commander";
+import { Command } from "npm:commander@14.0.3";
 import {
   outcomeJson,
   outcomeLine,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import postgres from "postgres";
+import postgres from "npm:postgres@3.4.9";
 import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
 
 async function query(url: string) {

@@ -3,7 +3,7 @@
  * starts its embedded PostgreSQL and connects to that.
  * @module
  */
-import postgres from "postgres";
+import postgres from "npm:postgres@3.4.9";
 import { startEmbedded } from "./embedded.ts";
 import { RetaskError } from "../errors.ts";
 

@@ -5,7 +5,7 @@
  * reconnection attempts.
  * @module
  */
-import postgres from "postgres";
+import postgres from "npm:postgres@3.4.9";
 import { bigintAsNumber, type Sql } from "./connect.ts";
 
 /** Where a server is and who to log in as; what {@link openPool} needs. */

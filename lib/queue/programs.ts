@@ -3,7 +3,7 @@
  * here decides a task's next status: the SQL functions do.
  * @module
  */
-import type postgres from "postgres";
+import type postgres from "npm:postgres@3.4.9";
 import type { Queryable, Sql } from "../db/connect.ts";
 import { RetaskError } from "../errors.ts";
 
