@@ -1,12 +1,12 @@
 // The worker run in-process (as `retask demo` does) and the SQL it adds
 // (sql/0003_transitions.sql, sql/0004_run.sql): batches, savepoints, timeouts, drain, rescue, leases.
 import assert from "node:assert/strict";
-import { client } from "../lib/db/connect.ts";
-import type { TaskOutcome } from "../lib/worker/outcome.ts";
-import { enqueue, registerProgram, takeTasks } from "../lib/queue/programs.ts";
-import { runWorker } from "../lib/worker/loop.ts";
-import { TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
-import { assertInvariants, installWorkerPrograms } from "./worker_helpers.ts";
+import { client } from "../../lib/db/connect.ts";
+import type { TaskOutcome } from "../../lib/worker/outcome.ts";
+import { enqueue, registerProgram, takeTasks } from "../../lib/queue/programs.ts";
+import { runWorker } from "../../lib/worker/loop.ts";
+import { TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
+import { assertInvariants, installWorkerPrograms } from "./helpers.ts";
 
 Deno.test("worker in-process", async (t) => {
   const db = await testDatabase("worker_inprocess", { install: true });

@@ -1,8 +1,8 @@
 // empapi.run renders a program's result as the seed's text table.
 import assert from "node:assert/strict";
-import { client } from "../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { testDatabase } from "./helpers.ts";
+import { client } from "../../lib/db/connect.ts";
+import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { testDatabase } from "../harness/database.ts";
 
 Deno.test("empapi.run renders the seed's text table", async (t) => {
   const db = await testDatabase("render", { install: true });

@@ -4,11 +4,11 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db/connect.ts";
-import { registerProgram } from "../lib/queue/programs.ts";
-import { waitFor } from "./helpers.ts";
+import type { Sql } from "../../lib/db/connect.ts";
+import { registerProgram } from "../../lib/queue/programs.ts";
+import { waitFor } from "../harness/database.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 /** Programs for worker tests; each writes a row per committed attempt where it matters. */
 export const WORKER_FUNCTIONS = `

@@ -14,7 +14,7 @@ import {
   stripAnsi,
   truncate,
   visibleLength,
-} from "../cli/format.ts";
+} from "./format.ts";
 import { RetaskError } from "../lib/errors.ts";
 
 function inputError(fn: () => unknown, pattern: RegExp) {

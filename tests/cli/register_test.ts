@@ -1,6 +1,6 @@
 // `retask register`: create, update, --json, and bad input that changes nothing.
 import assert from "node:assert/strict";
-import { runCli, TEST_FUNCTIONS, testDatabase } from "./helpers.ts";
+import { runCli, TEST_FUNCTIONS, testDatabase } from "../harness/database.ts";
 
 Deno.test("retask register", async (t) => {
   const db = await testDatabase("cli_register", { install: true });

@@ -1,9 +1,9 @@
 // The seed's in-database worker, `CALL process_tasks()`, retries by the same
 // rule. It runs on a connection of its own and is stopped with pg_cancel_backend.
 import assert from "node:assert/strict";
-import { client } from "../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
+import { client } from "../../lib/db/connect.ts";
+import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
 
 Deno.test("CALL process_tasks() retries failures up to three attempts", async () => {
   const db = await testDatabase("process_tasks", { install: true });

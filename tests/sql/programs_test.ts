@@ -1,9 +1,9 @@
 // Registering programs and queueing tasks: bad input gets a clear error and
 // changes nothing.
 import assert from "node:assert/strict";
-import { toRetaskError } from "../lib/errors.ts";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { TEST_FUNCTIONS, testDatabase } from "./helpers.ts";
+import { toRetaskError } from "../../lib/errors.ts";
+import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { TEST_FUNCTIONS, testDatabase } from "../harness/database.ts";
 
 Deno.test("programs and enqueue", async (t) => {
   const db = await testDatabase("programs", { install: true });

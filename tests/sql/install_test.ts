@@ -1,12 +1,12 @@
 // `install`: migrations applied once, concurrently safe, and the seed's
 // database upgraded in place without losing a row.
 import assert from "node:assert/strict";
-import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../lib/db/schema.ts";
-import { testDatabase } from "./helpers.ts";
+import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../../lib/db/schema.ts";
+import { testDatabase } from "../harness/database.ts";
 
 Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {
   const files = [];
-  for await (const entry of Deno.readDir(new URL("../sql/", import.meta.url))) {
+  for await (const entry of Deno.readDir(new URL("../../sql/", import.meta.url))) {
     if (entry.name.endsWith(".sql")) files.push(entry.name);
   }
   files.sort();
@@ -84,7 +84,9 @@ Deno.test("a newer schema than this code knows is refused", async () => {
 Deno.test("an install that fails part-way changes nothing", async () => {
   const db = await testDatabase("install_fails");
   try {
-    const seed = await Deno.readTextFile(new URL("./fixtures/seed.sql", import.meta.url));
+    const seed = await Deno.readTextFile(
+      new URL("../harness/fixtures/course.sql", import.meta.url),
+    );
     await db.sql.unsafe(seed);
     // the user's own view on a function that a later migration replaces
     await db.sql`CREATE VIEW my_tasks AS SELECT * FROM empapi.get_tasks()`;
@@ -112,7 +114,9 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
   const db = await testDatabase("install_seed");
   const role = `${db.name}_api`;
   try {
-    const seed = await Deno.readTextFile(new URL("./fixtures/seed.sql", import.meta.url));
+    const seed = await Deno.readTextFile(
+      new URL("../harness/fixtures/course.sql", import.meta.url),
+    );
     await db.sql.unsafe(seed);
     // the course database's privileges: the API for one role, not for everyone
     await db.admin(`CREATE ROLE ${role}`);

@@ -1,16 +1,11 @@
 // The worker's pure parts: option parsing, reconnect backoff, error
 // classification, outcome lines, the wake-up call. No database.
 import assert from "node:assert/strict";
-import { isConnectionError, reconnectDelay } from "../lib/db/pool.ts";
-import { RetaskError } from "../lib/errors.ts";
-import { outcomeJson, outcomeLine, outcomeOf, type TaskOutcome } from "../lib/worker/outcome.ts";
-import { Wake } from "../lib/worker/wake.ts";
-import {
-  parseDuration,
-  parseWorkFlags,
-  resolveSettings,
-  WORKER_DEFAULTS,
-} from "../lib/worker/settings.ts";
+import { isConnectionError, reconnectDelay } from "../db/pool.ts";
+import { RetaskError } from "../errors.ts";
+import { outcomeJson, outcomeLine, outcomeOf, type TaskOutcome } from "./outcome.ts";
+import { Wake } from "./wake.ts";
+import { parseDuration, parseWorkFlags, resolveSettings, WORKER_DEFAULTS } from "./settings.ts";
 
 function usageError(fn: () => unknown, message: RegExp) {
   assert.throws(fn, (error: unknown) => {
@@ -176,7 +171,7 @@ Deno.test("a wake-up rung before the sleep is not missed", async () => {
 });
 
 Deno.test("retask work refuses bad options with exit 2 and one line", async () => {
-  const main = new URL("../main.ts", import.meta.url).pathname;
+  const main = new URL("../../main.ts", import.meta.url).pathname;
   for (const args of [["--concurrency", "-1"], ["--poll-interval", "soon"]]) {
     const { code, stderr, stdout } = await new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", main, "work", ...args],

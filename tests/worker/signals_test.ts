@@ -1,16 +1,16 @@
 // `retask work` as a real process: kill -9 mid-task, SIGTERM inside and past
 // the shutdown timeout, and a second signal.
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db/connect.ts";
-import { enqueue } from "../lib/queue/programs.ts";
-import { testDatabase, waitFor } from "./helpers.ts";
+import type { Sql } from "../../lib/db/connect.ts";
+import { enqueue } from "../../lib/queue/programs.ts";
+import { testDatabase, waitFor } from "../harness/database.ts";
 import {
   installWorkerPrograms,
   killWorkers,
   runWork,
   spawnWorker,
   waitRunning,
-} from "./worker_helpers.ts";
+} from "./helpers.ts";
 
 const QUICK = ["--poll-interval", "100", "--rescue-interval", "300"];
 

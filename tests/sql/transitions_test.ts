@@ -1,6 +1,6 @@
 // The task state machine (sql/0003_transitions.sql), driven through lib/queue.ts.
 import assert from "node:assert/strict";
-import { client } from "../lib/db/connect.ts";
+import { client } from "../../lib/db/connect.ts";
 import {
   enqueue,
   failTask,
@@ -8,8 +8,8 @@ import {
   registerProgram,
   rescueLostTasks,
   takeTasks,
-} from "../lib/queue/programs.ts";
-import { TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
+} from "../../lib/queue/programs.ts";
+import { TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
 
 Deno.test("task transitions", async (t) => {
   const db = await testDatabase("transitions", { install: true });

@@ -1,7 +1,7 @@
 // `retask enqueue`: ids printed, options stored, and bad input that inserts nothing.
 import assert from "node:assert/strict";
-import { registerProgram } from "../lib/queue/programs.ts";
-import { runCli, testDatabase } from "./helpers.ts";
+import { registerProgram } from "../../lib/queue/programs.ts";
+import { runCli, testDatabase } from "../harness/database.ts";
 
 Deno.test("retask enqueue", async (t) => {
   const db = await testDatabase("cli_enqueue", { install: true });

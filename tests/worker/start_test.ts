@@ -1,8 +1,8 @@
 // A worker that cannot open its connections fails at the start, touching no
 // task. Also runs retask as an ordinary role, not a superuser.
 import assert from "node:assert/strict";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { runCli, testDatabase } from "./helpers.ts";
+import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { runCli, testDatabase } from "../harness/database.ts";
 
 Deno.test("work exits 1 when the server refuses its lane connections, taking nothing", async () => {
   const db = await testDatabase("worker_start", { install: true });

@@ -3,9 +3,9 @@
  * and dropped after, on `DATABASE_URL`'s server or else the embedded one.
  * @module
  */
-import { client, type Sql } from "../lib/db/connect.ts";
-import { startEmbedded } from "../lib/db/embedded.ts";
-import { install } from "../lib/db/schema.ts";
+import { client, type Sql } from "../../lib/db/connect.ts";
+import { startEmbedded } from "../../lib/db/embedded.ts";
+import { install } from "../../lib/db/schema.ts";
 
 /** The server tests create their databases on. */
 export async function adminUrl(): Promise<string> {
@@ -105,7 +105,7 @@ export async function runCli(args: string[], databaseUrl?: string): Promise<CliR
       "run",
       "--quiet",
       "--allow-all",
-      new URL("../main.ts", import.meta.url).pathname,
+      new URL("../../main.ts", import.meta.url).pathname,
       ...args,
     ],
     env,

@@ -1,6 +1,6 @@
 // The demo's statistics (lib/demo.ts): no database.
 import assert from "node:assert/strict";
-import { chiSquareSurvival, chiSquareTest, expectedShares } from "../cli/demo.ts";
+import { chiSquareSurvival, chiSquareTest, expectedShares } from "./demo.ts";
 
 const close = (actual: number, expected: number, tolerance = 1e-4) =>
   assert.ok(

@@ -1,7 +1,7 @@
 // retask_lucky (sql/0004_run.sql) and `retask demo`, end to end on a fresh database.
 import assert from "node:assert/strict";
-import { enqueue } from "../lib/queue/programs.ts";
-import { runCli, testDatabase } from "./helpers.ts";
+import { enqueue } from "../../lib/queue/programs.ts";
+import { runCli, testDatabase } from "../harness/database.ts";
 
 // Calls retask_lucky n times, catching its errors: successes and the distinct SQLSTATEs raised.
 const LUCKY_CALLS = `

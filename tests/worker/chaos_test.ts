@@ -3,9 +3,9 @@
 // which one is killed with kill -9 midway, and by one whose backends are
 // terminated midway. Every run must end with the same invariants.
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db/connect.ts";
-import { enqueue } from "../lib/queue/programs.ts";
-import { testDatabase, waitFor } from "./helpers.ts";
+import type { Sql } from "../../lib/db/connect.ts";
+import { enqueue } from "../../lib/queue/programs.ts";
+import { testDatabase, waitFor } from "../harness/database.ts";
 import {
   assertEffectsExactlyOnce,
   assertInvariants,
@@ -16,7 +16,7 @@ import {
   runWork,
   spawnWorker,
   terminateWorkerBackends,
-} from "./worker_helpers.ts";
+} from "./helpers.ts";
 
 const QUICK = ["--poll-interval", "100", "--rescue-interval", "300", "--quiet"];
 

@@ -1,8 +1,8 @@
 // `retask status`: the task list, one task's attempts, filters, --json, colours, --watch.
 import assert from "node:assert/strict";
-import { client } from "../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { runCli, TEST_FUNCTIONS, testDatabase, waitFor } from "./helpers.ts";
+import { client } from "../../lib/db/connect.ts";
+import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { runCli, TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
 
 // Fails attempts 1 and 2 and succeeds on 3, whatever the random numbers: the
 // attempt is read from the task row the worker is running (matched by `key`).
@@ -199,7 +199,7 @@ Deno.test("retask status", async (t) => {
           if (noColor) env.NO_COLOR = "1";
           const out = await new Deno.Command("script", {
             args: ["-qec", cmd.join(" "), "/dev/null"],
-            cwd: new URL("..", import.meta.url).pathname,
+            cwd: new URL("../..", import.meta.url).pathname,
             env,
             clearEnv: true,
             stdin: "null",
@@ -214,7 +214,7 @@ Deno.test("retask status", async (t) => {
     await t.step("--watch redraws until SIGINT, then exits 0", async () => {
       const child = new Deno.Command(Deno.execPath(), {
         args: ["run", "--quiet", "--allow-all", "main.ts", "status", "--watch"],
-        cwd: new URL("..", import.meta.url).pathname,
+        cwd: new URL("../..", import.meta.url).pathname,
         env: { DATABASE_URL: db.url, NO_COLOR: "1" },
         stdout: "piped",
         stderr: "piped",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.9";
-import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
+import { startEmbedded, stopEmbedded } from "../../lib/db/embedded.ts";
 
 async function query(url: string) {
   const sql = postgres(url, { max: 1, onnotice: () => {} });

@@ -1,8 +1,8 @@
 // `retask install` and the CLI's frame: help, version, usage errors, exit codes.
 import assert from "node:assert/strict";
-import denoJson from "../deno.json" with { type: "json" };
-import { SCHEMA_VERSION } from "../lib/db/schema.ts";
-import { runCli, testDatabase } from "./helpers.ts";
+import denoJson from "../../deno.json" with { type: "json" };
+import { SCHEMA_VERSION } from "../../lib/db/schema.ts";
+import { runCli, testDatabase } from "../harness/database.ts";
 
 Deno.test("retask install twice exits 0, the second run changing nothing", async () => {
   const db = await testDatabase("cli_install");

@@ -2,16 +2,16 @@
 // database on the same server, reached through host and port), and their
 // results are recorded on the main one.
 import assert from "node:assert/strict";
-import type { Sql } from "../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { testDatabase, waitFor } from "./helpers.ts";
+import type { Sql } from "../../lib/db/connect.ts";
+import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { testDatabase, waitFor } from "../harness/database.ts";
 import {
   assertInvariants,
   installWorkerPrograms,
   killWorkers,
   runWork,
   spawnWorker,
-} from "./worker_helpers.ts";
+} from "./helpers.ts";
 
 const PROGRAM = `
   CREATE TABLE notes (note text, written_in text DEFAULT current_database());

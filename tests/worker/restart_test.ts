@@ -2,11 +2,11 @@
 // finishes the queue. Uses a private embedded server (the shared one must not
 // be restarted), so this test needs no DATABASE_URL.
 import assert from "node:assert/strict";
-import { client } from "../lib/db/connect.ts";
-import { startEmbedded, stopEmbedded } from "../lib/db/embedded.ts";
-import { enqueue } from "../lib/queue/programs.ts";
-import { install } from "../lib/db/schema.ts";
-import { waitFor } from "./helpers.ts";
+import { client } from "../../lib/db/connect.ts";
+import { startEmbedded, stopEmbedded } from "../../lib/db/embedded.ts";
+import { enqueue } from "../../lib/queue/programs.ts";
+import { install } from "../../lib/db/schema.ts";
+import { waitFor } from "../harness/database.ts";
 import {
   assertEffectsExactlyOnce,
   assertInvariants,
@@ -15,7 +15,7 @@ import {
   keyed,
   killWorkers,
   spawnWorker,
-} from "./worker_helpers.ts";
+} from "./helpers.ts";
 
 Deno.test("a PostgreSQL restart: the worker reconnects and finishes the queue", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "retask-restart-" });
