@@ -13,16 +13,15 @@ import { parseArgs } from "node:util";
 import {
   countFlag,
   describeMachine,
-  dropDatabasesOnSignal,
   fmt,
   machineLine,
   numberTable,
   percentile,
   runScript,
-  serverUrl,
   usageError,
-  withFreshDatabase,
+  withBenchDatabase,
 } from "./common.ts";
+import { dropDatabasesOnSignal, serverUrl } from "../tests/harness/mod.ts";
 import { enqueueRates, finishedRowsCost, memoryRun, throughput } from "./measure.ts";
 import { pickupLatency, prepareRetask } from "./retask.ts";
 
@@ -147,7 +146,7 @@ async function main(): Promise<number> {
     );
   }
   if (opts.only.has("latency")) {
-    const pickup = await withFreshDatabase(
+    const pickup = await withBenchDatabase(
       server,
       "latency",
       async (db) =>

@@ -1,99 +1,28 @@
 /**
  * What bench/bench.ts and bench/compare.ts share: a fresh database per
- * measurement, a wall clock that PostgreSQL agrees with, percentiles, the
- * machine's description, and bounded waiting.
+ * measurement (from the harness in tests/harness/, which the tests use too), a
+ * wall clock that PostgreSQL agrees with, percentiles, the machine's
+ * description, and the scripts' flags and exit codes.
  * @module
  */
-import { client, type Sql } from "../lib/db/connect.ts";
-import { startEmbedded } from "../lib/db/embedded.ts";
+import { client } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import { type Align, parseInteger, renderTable } from "../cli/format.ts";
 import { sleep } from "../lib/worker/wake.ts";
-
-/** The server to benchmark on: `--database-url`, else `DATABASE_URL`, else the embedded one. */
-export async function serverUrl(flag?: string): Promise<string> {
-  return flag || Deno.env.get("DATABASE_URL") || (await startEmbedded()).url;
-}
-
-/** A database of one measurement's own. */
-export interface BenchDatabase {
-  name: string;
-  url: string;
-  sql: Sql;
-  /** Closes `sql` and drops the database, ending any backend still in it. */
-  drop(): Promise<void>;
-}
-
-// Databases created and not yet dropped, so an interrupted run can drop them.
-const live = new Map<string, string>();
-
-async function dropDatabase(server: string, name: string): Promise<void> {
-  const admin = client(server, { max: 1 });
-  try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
-  live.delete(name);
-}
+import { type FreshDatabase, withFreshDatabase } from "../tests/harness/mod.ts";
 
 /**
- * On SIGINT or SIGTERM, drops the benchmark's databases before exiting (130),
- * so an interrupted run leaves none behind.
+ * Runs `fn` on a database of its own, `retask_bench_<label>_<random>` on
+ * `server`, and always drops it, so no two measurements (or two people
+ * benchmarking at once) share state and a failed one leaves nothing behind.
  */
-export function dropDatabasesOnSignal(): void {
-  const onSignal = async () => {
-    console.error("interrupted: dropping the benchmark's databases");
-    await Promise.allSettled([...live].map(([name, server]) => dropDatabase(server, name)));
-    Deno.exit(130);
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
-}
-
-/**
- * Creates an empty database named `retask_bench_<label>_<random>`, so no two
- * measurements (or two people benchmarking at once) share state.
- */
-export async function freshDatabase(server: string, label: string): Promise<BenchDatabase> {
-  const name = `retask_bench_${label.replace(/[^a-z0-9]+/gi, "_")}_${
-    crypto.randomUUID().slice(0, 8)
-  }`.toLowerCase();
-  const admin = client(server, { max: 1 });
-  try {
-    await admin.unsafe(`CREATE DATABASE ${name}`);
-    live.set(name, server);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  const sql = client(url.toString(), { max: 4, applicationName: "retask-bench" });
-  return {
-    name,
-    url: url.toString(),
-    sql,
-    async drop() {
-      await sql.end({ timeout: 5 });
-      await dropDatabase(server, name);
-    },
-  };
-}
-
-/**
- * Runs `fn` on a fresh database and always drops it, so an interrupted or
- * failed measurement leaves nothing behind.
- */
-export async function withFreshDatabase<T>(
+export function withBenchDatabase<T>(
   server: string,
   label: string,
-  fn: (db: BenchDatabase) => Promise<T>,
+  fn: (db: FreshDatabase) => Promise<T>,
 ): Promise<T> {
-  const db = await freshDatabase(server, label);
-  try {
-    return await fn(db);
-  } finally {
-    await db.drop();
-  }
+  const options = { server, prefix: "retask_bench_", max: 4, applicationName: "retask-bench" };
+  return withFreshDatabase(label, options, fn);
 }
 
 /**
@@ -119,22 +48,6 @@ export function median(values: readonly number[]): number {
 }
 
 export { sleep };
-
-/** Polls `check` until it returns true; throws after `timeoutMs` saying `what` did not happen. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  what: string,
-  timeoutMs: number,
-  everyMs = 20,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await sleep(everyMs);
-  }
-}
 
 /** Throws with `message` unless `ok`: a benchmark that silently ran nothing is worse than none. */
 export function verify(ok: boolean, message: string): void {

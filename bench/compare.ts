@@ -15,7 +15,6 @@ import { parseArgs } from "node:util";
 import {
   countFlag,
   describeMachine,
-  dropDatabasesOnSignal,
   fmt,
   type Machine,
   machineLine,
@@ -23,9 +22,9 @@ import {
   numberTable,
   percentile,
   runScript,
-  serverUrl,
   usageError,
 } from "./common.ts";
+import { dropDatabasesOnSignal, serverUrl } from "../tests/harness/mod.ts";
 import { type NodeEnv, prepareNode } from "./compare/node.ts";
 import { type RunResult, type System, SYSTEMS } from "./compare/systems.ts";
 

@@ -5,7 +5,8 @@
  * @module
  */
 import type { Sql } from "../lib/db/connect.ts";
-import { type BenchDatabase, median, verify, wallClockMs, withFreshDatabase } from "./common.ts";
+import type { FreshDatabase } from "../tests/harness/mod.ts";
+import { median, verify, wallClockMs, withBenchDatabase } from "./common.ts";
 import { drain, type DrainResult, fillQueue, prepareRetask } from "./retask.ts";
 
 /** Where and how long. */
@@ -48,7 +49,7 @@ export function throughput(
   tasks: number,
   flags: string[],
 ): Promise<Throughput> {
-  return withFreshDatabase(o.server, `${program}_throughput`, async (db) => {
+  return withBenchDatabase(o.server, `${program}_throughput`, async (db) => {
     await db.sql.unsafe(`ALTER DATABASE ${db.name} SET track_functions = 'all'`);
     const programs = await prepareRetask(db);
     await fillQueue(db.sql, programs[program], tasks);
@@ -96,7 +97,7 @@ export function enqueueRates(
   bulkCalls: number,
   bulkSize: number,
 ): Promise<EnqueueRates> {
-  return withFreshDatabase(o.server, "enqueue", async (db) => {
+  return withBenchDatabase(o.server, "enqueue", async (db) => {
     const { noop } = await prepareRetask(db);
     let t0 = wallClockMs();
     for (let i = 0; i < single; i++) {
@@ -138,7 +139,7 @@ export interface FinishedRowsCost {
 // table and its indexes, which is what grows with the table if anything does,
 // not the disk's flush time, which does not (and which a checkpoint after the
 // bulk fill would inflate).
-async function opCost(db: BenchDatabase, program: number, ops: number): Promise<OpCost> {
+async function opCost(db: FreshDatabase, program: number, ops: number): Promise<OpCost> {
   const sql = await db.sql.reserve();
   try {
     await sql`SET synchronous_commit = off`;
@@ -192,7 +193,7 @@ export function finishedRowsCost(
   rows: number,
   ops: number,
 ): Promise<FinishedRowsCost> {
-  return withFreshDatabase(o.server, "finished_rows", async (db) => {
+  return withBenchDatabase(o.server, "finished_rows", async (db) => {
     const { noop } = await prepareRetask(db);
     await opCost(db, noop, ops); // warm caches and plans
     const before = await bestOf(3, () => opCost(db, noop, ops));
@@ -251,7 +252,7 @@ export function memoryRun(
   everyMs = 500,
   warmupMs = 3000,
 ): Promise<MemoryRun> {
-  return withFreshDatabase(o.server, "memory", async (db) => {
+  return withBenchDatabase(o.server, "memory", async (db) => {
     const { noop } = await prepareRetask(db);
     await fillQueue(db.sql, noop, tasks);
     const samples: number[] = [];

@@ -13,16 +13,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  countFlag,
-  dropDatabasesOnSignal,
-  fmt,
-  numberTable,
-  runScript,
-  serverUrl,
-  sleep,
-  withFreshDatabase,
-} from "./common.ts";
+import { countFlag, fmt, numberTable, runScript, sleep, withBenchDatabase } from "./common.ts";
+import { dropDatabasesOnSignal, serverUrl } from "../tests/harness/mod.ts";
 import { startCountingProxy } from "./proxy.ts";
 import { drain, fillQueue, prepareRetask } from "./retask.ts";
 import type { Sql } from "../lib/db/connect.ts";
@@ -69,7 +61,7 @@ async function main(): Promise<void> {
   const args = values["worker-args"].split(/\s+/).filter(Boolean);
   dropDatabasesOnSignal();
   const server = await serverUrl(values["database-url"]);
-  const report = await withFreshDatabase(server, "profile", async (db) => {
+  const report = await withBenchDatabase(server, "profile", async (db) => {
     await db.sql.unsafe(`ALTER DATABASE ${db.name} SET track_functions = 'all'`);
     const programs = await prepareRetask(db);
     await fillQueue(db.sql, programs[program], tasks);

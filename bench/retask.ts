@@ -7,7 +7,13 @@
  */
 import type { Sql } from "../lib/db/connect.ts";
 import { install } from "../lib/db/schema.ts";
-import { type BenchDatabase, sleep, verify, waitFor, wallClockMs } from "./common.ts";
+import {
+  type FreshDatabase,
+  spawnWorker,
+  waitFor,
+  type WorkerProcess,
+} from "../tests/harness/mod.ts";
+import { sleep, verify, wallClockMs } from "./common.ts";
 
 /** The benchmark's programs, registered in a retask database. */
 export interface Programs {
@@ -17,7 +23,7 @@ export interface Programs {
 }
 
 /** Installs retask and the benchmark's programs (bench/programs.sql) into `db`. */
-export async function prepareRetask(db: BenchDatabase): Promise<Programs> {
+export async function prepareRetask(db: FreshDatabase): Promise<Programs> {
   await install(db.sql);
   await db.sql.unsafe(await Deno.readTextFile(new URL("./programs.sql", import.meta.url)));
   const id = async (name: string, func: string) => {
@@ -47,60 +53,14 @@ export async function fillQueue(sql: Sql, program: number, count: number): Promi
   await sql`ANALYZE`;
 }
 
-/** A `retask work` process. */
-export interface WorkProcess {
-  pid: number;
-  /** Resolves with the exit code. */
-  status: Promise<number>;
-  /** Asks it to stop (SIGTERM) and waits for the exit code. */
-  stop(): Promise<number>;
-}
-
-/**
- * Starts `deno run main.ts work --quiet <args>` against `url`. Output goes to
- * /dev/null except stderr, which is kept for the error message. Killed when
- * `timeoutMs` passes, so no loop can outlive the benchmark.
- */
-export function startWork(url: string, args: string[], timeoutMs: number): WorkProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-all",
-      new URL("../main.ts", import.meta.url).pathname,
-      "work",
-      "--quiet",
-      ...args,
-    ],
-    env: { DATABASE_URL: url, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const stderr = new Response(child.stderr).text();
-  const status = child.status.then(async (s) => {
-    clearTimeout(timer);
-    if (!s.success && s.signal !== "SIGTERM") {
-      throw new Error(
-        `retask work exited ${s.code} (${s.signal ?? "no signal"}): ${(await stderr).trim()}`,
-      );
-    }
-    return s.code;
-  });
-  status.catch(() => {}); // reported by whoever awaits it
-  return {
-    pid: child.pid,
-    status,
-    stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      return status;
-    },
-  };
+/** Waits for `work` to end; throws with what it printed on stderr unless it ended well. */
+async function ended(work: WorkerProcess): Promise<void> {
+  const exit = await work.done;
+  if (exit.code !== 0 && exit.signal !== "SIGTERM") {
+    throw new Error(
+      `retask work exited ${exit.code} (${exit.signal ?? "no signal"}): ${exit.stderr.trim()}`,
+    );
+  }
 }
 
 /** What a drain measured. */
@@ -121,15 +81,18 @@ export interface DrainResult {
  * per attempt. `onPid` sees the process while it runs (for RSS sampling).
  */
 export async function drain(
-  db: BenchDatabase,
+  db: FreshDatabase,
   args: string[],
   timeoutMs: number,
   onPid?: (pid: number, done: Promise<unknown>) => void,
 ): Promise<DrainResult> {
   const began = wallClockMs();
-  const work = startWork(db.url, ["--drain", ...args], timeoutMs);
-  onPid?.(work.pid, work.status);
-  await work.status;
+  // --quiet: a line per task is not what is measured; killed after timeoutMs, so no
+  // loop can outlive the benchmark
+  const work = spawnWorker(db.url, ["--quiet", "--drain", ...args], timeoutMs);
+  const status = ended(work);
+  onPid?.(work.pid, status);
+  await status;
   const wallSeconds = (wallClockMs() - began) / 1000;
   const [row] = await db.sql<{
     tasks: number;
@@ -187,11 +150,11 @@ export interface Pickup {
  * to the moment its program starts (clock_timestamp() in bench_started).
  */
 export async function pickupLatency(
-  db: BenchDatabase,
+  db: FreshDatabase,
   programs: Programs,
   options: LatencyOptions,
 ): Promise<Pickup> {
-  const work = startWork(db.url, options.args, options.timeoutMs);
+  const work = spawnWorker(db.url, ["--quiet", ...options.args], options.timeoutMs);
   const sentAt: number[] = [];
   try {
     // a first task proves the worker is up and listening before the clock starts
@@ -222,7 +185,8 @@ export async function pickupLatency(
       options.timeoutMs,
     );
   } finally {
-    await work.stop();
+    work.kill("SIGTERM");
+    await ended(work);
   }
   // the take's time is the start of the transaction that took the task (now())
   const rows = await db.sql<{ i: number; at: number; taken: number }[]>`

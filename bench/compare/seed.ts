@@ -1,12 +1,14 @@
 /**
- * The seed's original `process_tasks()` (seed.sql): each worker sleeps one
+ * The seed's original `process_tasks()` (the course application's schema,
+ * tests/harness/fixtures/course.sql): each worker sleeps one
  * second per loop, so it runs at most one task a second. Throughput is
  * measured over a fixed window with a few workers instead of draining the
  * whole queue, which would take hours.
  * @module
  */
 import { client } from "../../lib/db/connect.ts";
-import { type BenchDatabase, sleep, verify, waitFor, wallClockMs } from "../common.ts";
+import { type FreshDatabase, installCourse, waitFor } from "../../tests/harness/mod.ts";
+import { sleep, verify, wallClockMs } from "../common.ts";
 
 /** How to run the seed. */
 export interface SeedOptions {
@@ -20,8 +22,8 @@ export interface SeedOptions {
 }
 
 /** Installs the seed's schema and the benchmark's programs; returns the programs' ids. */
-async function installSeed(db: BenchDatabase): Promise<{ noop: number; started: number }> {
-  await db.sql.unsafe(await Deno.readTextFile(new URL("./seed.sql", import.meta.url)));
+async function installSeed(db: FreshDatabase): Promise<{ noop: number; started: number }> {
+  await installCourse(db.sql);
   await db.sql.unsafe(await Deno.readTextFile(new URL("../programs.sql", import.meta.url)));
   const [noop, started] = await db.sql<{ program_id: number }[]>`
     INSERT INTO programs (name, func) VALUES ('no-op', 'bench_noop'), ('started', 'bench_started')
@@ -33,7 +35,7 @@ async function installSeed(db: BenchDatabase): Promise<{ noop: number; started: 
  * Starts `n` backends running `CALL process_tasks()` (an endless loop) and
  * returns a function that ends them with pg_terminate_backend.
  */
-async function startWorkers(db: BenchDatabase, n: number): Promise<() => Promise<void>> {
+async function startWorkers(db: FreshDatabase, n: number): Promise<() => Promise<void>> {
   const pool = client(db.url, { max: n, applicationName: "retask-bench-seed" });
   const calls = Array.from(
     { length: n },
@@ -59,7 +61,7 @@ async function startWorkers(db: BenchDatabase, n: number): Promise<() => Promise
 }
 
 /** Tasks finished per second by `workers` backends over the window, on a full queue. */
-export async function seedThroughput(db: BenchDatabase, options: SeedOptions): Promise<number> {
+export async function seedThroughput(db: FreshDatabase, options: SeedOptions): Promise<number> {
   const { noop } = await installSeed(db);
   // more than the workers can possibly take in the window, so none ever idles
   const tasks = options.workers * options.windowSeconds * 4;
@@ -81,7 +83,7 @@ export async function seedThroughput(db: BenchDatabase, options: SeedOptions): P
 }
 
 /** Enqueue-to-start latencies (ms) of tasks enqueued one at a time to idle workers. */
-export async function seedLatency(db: BenchDatabase, options: SeedOptions): Promise<number[]> {
+export async function seedLatency(db: FreshDatabase, options: SeedOptions): Promise<number[]> {
   const { started } = await installSeed(db);
   const stop = await startWorkers(db, options.workers);
   const sentAt: number[] = [];

@@ -6,7 +6,7 @@
  * @module
  */
 import { WORKER_DEFAULTS } from "../../lib/worker/settings.ts";
-import { verify, withFreshDatabase } from "../common.ts";
+import { verify, withBenchDatabase } from "../common.ts";
 import { drain, fillQueue, pickupLatency, prepareRetask } from "../retask.ts";
 import { type NodeEnv, type NodePhaseResult, runNodePhase } from "./node.ts";
 import { seedLatency, seedThroughput } from "./seed.ts";
@@ -69,7 +69,7 @@ function nodeSystem(
     async run(o) {
       const env = o.node!;
       const phase = (mode: string) =>
-        withFreshDatabase(o.server, `${name}_${mode}`, (db) =>
+        withBenchDatabase(o.server, `${name}_${mode}`, (db) =>
           runNodePhase(env, script, {
             mode,
             url: db.url,
@@ -95,7 +95,7 @@ export const retask: System = {
   why: "the CLI as users run it; --quiet so per-task log lines are not what is measured",
   node: false,
   async run(o) {
-    const throughput = await withFreshDatabase(o.server, "retask_throughput", async (db) => {
+    const throughput = await withBenchDatabase(o.server, "retask_throughput", async (db) => {
       const programs = await prepareRetask(db);
       await fillQueue(db.sql, programs.noop, o.jobs);
       const result = await drain(db, o.retaskArgs, o.timeoutMs);
@@ -106,7 +106,7 @@ export const retask: System = {
       );
       return result.tasksPerSec;
     });
-    const latenciesMs = await withFreshDatabase(o.server, "retask_latency", async (db) => {
+    const latenciesMs = await withBenchDatabase(o.server, "retask_latency", async (db) => {
       const programs = await prepareRetask(db);
       return (await pickupLatency(db, programs, {
         jobs: o.latencyJobs,
@@ -183,12 +183,12 @@ export const seed: System = {
       latencyJobs: Math.min(o.latencyJobs, 20),
       intervalMs: Math.max(o.intervalMs, 2000 / o.seedWorkers),
     };
-    const throughput = await withFreshDatabase(
+    const throughput = await withBenchDatabase(
       o.server,
       "seed_throughput",
       (db) => seedThroughput(db, options),
     );
-    const latenciesMs = await withFreshDatabase(
+    const latenciesMs = await withBenchDatabase(
       o.server,
       "seed_latency",
       (db) => seedLatency(db, options),

@@ -1,7 +1,7 @@
 // retask_lucky (sql/0004_run.sql) and `retask demo`, end to end on a fresh database.
 import assert from "node:assert/strict";
 import { enqueue } from "../../lib/queue/programs.ts";
-import { runCli, testDatabase } from "../harness/database.ts";
+import { freshDatabase, runCli } from "../harness/mod.ts";
 
 // Calls retask_lucky n times, catching its errors: successes and the distinct SQLSTATEs raised.
 const LUCKY_CALLS = `
@@ -22,7 +22,7 @@ const LUCKY_CALLS = `
 `;
 
 Deno.test("retask_lucky", async (t) => {
-  const db = await testDatabase("lucky", { install: true });
+  const db = await freshDatabase("lucky", { install: true });
   const { sql } = db;
   await sql.unsafe(LUCKY_CALLS);
   const calls = async (params: unknown, n: number) => {
@@ -66,7 +66,7 @@ function distribution(stdout: string): Map<string, number> {
 
 Deno.test("retask demo", async (t) => {
   // not installed: the demo installs retask itself
-  const db = await testDatabase("demo");
+  const db = await freshDatabase("demo");
   const { sql } = db;
   try {
     await t.step("bad flags exit 2 before touching the database", async () => {
@@ -166,7 +166,7 @@ Deno.test("retask demo", async (t) => {
 });
 
 Deno.test("retask demo leaves a user's own program called lucky alone", async () => {
-  const db = await testDatabase("demo_foreign", { install: true });
+  const db = await freshDatabase("demo_foreign", { install: true });
   try {
     await db.sql.unsafe(`CREATE FUNCTION charge(params jsonb) RETURNS text
                          LANGUAGE sql AS $$ SELECT 'charged' $$`);

@@ -1,10 +1,10 @@
 // `retask enqueue`: ids printed, options stored, and bad input that inserts nothing.
 import assert from "node:assert/strict";
 import { registerProgram } from "../../lib/queue/programs.ts";
-import { runCli, testDatabase } from "../harness/database.ts";
+import { freshDatabase, runCli } from "../harness/mod.ts";
 
 Deno.test("retask enqueue", async (t) => {
-  const db = await testDatabase("cli_enqueue", { install: true });
+  const db = await freshDatabase("cli_enqueue", { install: true });
   const { sql } = db;
   const lucky = (await registerProgram(sql, "lucky", "retask_lucky")).programId;
   const task = async (id: number) => {

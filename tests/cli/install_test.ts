@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
 import { SCHEMA_VERSION } from "../../lib/db/schema.ts";
-import { runCli, testDatabase } from "../harness/database.ts";
+import { freshDatabase, runCli } from "../harness/mod.ts";
 
 Deno.test("retask install twice exits 0, the second run changing nothing", async () => {
-  const db = await testDatabase("cli_install");
+  const db = await freshDatabase("cli_install");
   try {
     const first = await runCli(["install"], db.url);
     assert.equal(first.code, 0, first.stderr);

@@ -1,9 +1,9 @@
 // `retask register`: create, update, --json, and bad input that changes nothing.
 import assert from "node:assert/strict";
-import { runCli, TEST_FUNCTIONS, testDatabase } from "../harness/database.ts";
+import { freshDatabase, runCli, TEST_FUNCTIONS } from "../harness/mod.ts";
 
 Deno.test("retask register", async (t) => {
-  const db = await testDatabase("cli_register", { install: true });
+  const db = await freshDatabase("cli_register", { install: true });
   const { sql } = db;
   await sql.unsafe(TEST_FUNCTIONS);
   const programs = () =>
@@ -94,7 +94,7 @@ Deno.test("retask register", async (t) => {
     });
 
     await t.step("a database without retask says to install it, exit 1", async () => {
-      const bare = await testDatabase("cli_register_bare");
+      const bare = await freshDatabase("cli_register_bare");
       try {
         const run = await runCli(["register", "lucky", "retask_lucky"], bare.url);
         assert.equal(run.code, 1);

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
 import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
-import { runCli, TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
+import { freshDatabase, runCli, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 
 // Fails attempts 1 and 2 and succeeds on 3, whatever the random numbers: the
 // attempt is read from the task row the worker is running (matched by `key`).
@@ -20,7 +20,7 @@ const FAIL_UNTIL_THIRD = `
 const TIME = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`;
 
 Deno.test("retask status", async (t) => {
-  const db = await testDatabase("cli_status", { install: true });
+  const db = await freshDatabase("cli_status", { install: true });
   const { sql } = db;
   await sql.unsafe(TEST_FUNCTIONS + FAIL_UNTIL_THIRD);
   const ids: Record<string, number> = {};

@@ -1,120 +1,123 @@
 /**
- * Test support: every test file works in a database of its own, created here
- * and dropped after, on `DATABASE_URL`'s server or else the embedded one.
+ * A database of one's own for every test file and every benchmark measurement:
+ * created on `DATABASE_URL`'s server (else the embedded one), named with a
+ * prefix (`retask_test_`, `retask_bench_`) so leftovers are easy to find, and
+ * dropped after, ending any backend still in it.
  * @module
  */
 import { client, type Sql } from "../../lib/db/connect.ts";
 import { startEmbedded } from "../../lib/db/embedded.ts";
 import { install } from "../../lib/db/schema.ts";
 
-/** The server tests create their databases on. */
-export async function adminUrl(): Promise<string> {
-  return Deno.env.get("DATABASE_URL") || (await startEmbedded()).url;
+/**
+ * The server to create databases on: `flag` (a `--database-url`), else
+ * `DATABASE_URL`, else the embedded one.
+ */
+export async function serverUrl(flag?: string): Promise<string> {
+  return flag || Deno.env.get("DATABASE_URL") || (await startEmbedded()).url;
 }
 
-/** A database of a test's own. */
-export interface TestDatabase {
+/** A database of one test file's or one measurement's own. */
+export interface FreshDatabase {
   name: string;
   url: string;
   sql: Sql;
-  /** Closes `sql` and drops the database (terminating leftover backends). */
+  /** Closes `sql` and drops the database, ending any backend still in it. */
   drop(): Promise<void>;
   /** Runs a statement on the server's admin database (for roles, which are cluster-wide). */
   admin(statement: string): Promise<void>;
 }
 
-/** Creates an empty database named after `label`; `install` also installs retask. */
-export async function testDatabase(
+/** Where and how {@link freshDatabase} creates a database. */
+export interface FreshDatabaseOptions {
+  /** Start of the name: `retask_test_` (the default) or `retask_bench_`. */
+  prefix?: string;
+  /** The server; else {@link serverUrl}'s. */
+  server?: string;
+  /** Install retask into it. */
+  install?: boolean;
+  /** Connections of `sql` (default 8). */
+  max?: number;
+  /** application_name of `sql`'s connections. */
+  applicationName?: string;
+}
+
+// Databases created and not yet dropped, so an interrupted run can drop them.
+const live = new Map<string, string>();
+
+async function adminStatement(server: string, statement: string): Promise<void> {
+  const admin = client(server, { max: 1 });
+  try {
+    await admin.unsafe(statement);
+  } finally {
+    await admin.end();
+  }
+}
+
+async function dropDatabase(server: string, name: string): Promise<void> {
+  await adminStatement(server, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  live.delete(name);
+}
+
+/**
+ * Creates an empty database named `<prefix><label>_<random>`, so no two test
+ * files, measurements or people running them at once share state.
+ */
+export async function freshDatabase(
   label: string,
-  options: { install?: boolean } = {},
-): Promise<TestDatabase> {
-  const base = await adminUrl();
-  const name = `retask_test_${label}_${crypto.randomUUID().slice(0, 8)}`;
-  const admin = client(base, { max: 1 });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(base);
+  options: FreshDatabaseOptions = {},
+): Promise<FreshDatabase> {
+  const server = options.server ?? await serverUrl();
+  const name = `${options.prefix ?? "retask_test_"}${label.replace(/[^a-z0-9]+/gi, "_")}_${
+    crypto.randomUUID().slice(0, 8)
+  }`.toLowerCase();
+  await adminStatement(server, `CREATE DATABASE ${name}`);
+  live.set(name, server);
+  const url = new URL(server);
   url.pathname = `/${name}`;
-  const sql = client(url.toString(), { max: 8 });
+  const sql = client(url.toString(), {
+    max: options.max ?? 8,
+    applicationName: options.applicationName,
+  });
   if (options.install) await install(sql);
   return {
     name,
     url: url.toString(),
     sql,
-    async admin(statement: string) {
-      const admin = client(base, { max: 1 });
-      try {
-        await admin.unsafe(statement);
-      } finally {
-        await admin.end();
-      }
-    },
+    admin: (statement) => adminStatement(server, statement),
     async drop() {
       await sql.end({ timeout: 5 });
-      const admin = client(base, { max: 1 });
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
+      await dropDatabase(server, name);
     },
   };
 }
 
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
-export async function waitFor<T>(
-  check: () => T | Promise<T>,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+/**
+ * Runs `fn` on a fresh database and always drops it, so an interrupted or
+ * failed run leaves nothing behind.
+ */
+export async function withFreshDatabase<T>(
+  label: string,
+  options: FreshDatabaseOptions,
+  fn: (db: FreshDatabase) => Promise<T>,
+): Promise<T> {
+  const db = await freshDatabase(label, options);
+  try {
+    return await fn(db);
+  } finally {
+    await db.drop();
   }
 }
 
-/** Functions the tests register as programs. */
-export const TEST_FUNCTIONS = `
-  CREATE FUNCTION always_ok(params jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'ok' $$;
-  CREATE FUNCTION always_fail(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
-  BEGIN RAISE EXCEPTION 'failed on purpose'; END $$;
-  CREATE TABLE side_effects (task_note text);
-  CREATE FUNCTION note_and_fail(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
-  BEGIN
-    INSERT INTO side_effects VALUES (params ->> 'note');
-    IF (params ->> 'fail')::boolean THEN RAISE EXCEPTION 'failed after writing'; END IF;
-    RETURN 'wrote ' || (params ->> 'note');
-  END $$;
-`;
-
-/** What a CLI run printed and how it exited. */
-export interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `main.ts` in a child process, as a user would, against `databaseUrl`. */
-export async function runCli(args: string[], databaseUrl?: string): Promise<CliRun> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  if (databaseUrl) env.DATABASE_URL = databaseUrl;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-all",
-      new URL("../../main.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    env,
-    stdin: "null",
-  }).output();
-  const text = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: text.decode(output.stdout),
-    stderr: text.decode(output.stderr),
+/**
+ * On SIGINT or SIGTERM, drops every database {@link freshDatabase} created and
+ * has not dropped yet, then exits (130), so an interrupted run leaves none behind.
+ */
+export function dropDatabasesOnSignal(): void {
+  const onSignal = async () => {
+    console.error("interrupted: dropping the databases this run created");
+    await Promise.allSettled([...live].map(([name, server]) => dropDatabase(server, name)));
+    Deno.exit(130);
   };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
 }

@@ -2,7 +2,7 @@
 // database upgraded in place without losing a row.
 import assert from "node:assert/strict";
 import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../../lib/db/schema.ts";
-import { testDatabase } from "../harness/database.ts";
+import { freshDatabase, installCourse } from "../harness/mod.ts";
 
 Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {
   const files = [];
@@ -15,7 +15,7 @@ Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {
 });
 
 Deno.test("install applies each migration once; a second run changes nothing", async () => {
-  const db = await testDatabase("install");
+  const db = await freshDatabase("install");
   try {
     const first = await install(db.sql);
     assert.deepEqual(first, { version: SCHEMA_VERSION, applied: [...MIGRATIONS] });
@@ -37,7 +37,7 @@ Deno.test("install applies each migration once; a second run changes nothing", a
 });
 
 Deno.test("ten concurrent installs all succeed and apply each migration once", async () => {
-  const db = await testDatabase("install_race");
+  const db = await freshDatabase("install_race");
   try {
     const results = await Promise.all(Array.from({ length: 10 }, () => install(db.sql)));
     assert.ok(results.every((r) => r.version === SCHEMA_VERSION));
@@ -49,7 +49,7 @@ Deno.test("ten concurrent installs all succeed and apply each migration once", a
 });
 
 Deno.test("a migration that changed after it was applied is refused", async () => {
-  const db = await testDatabase("install_changed", { install: true });
+  const db = await freshDatabase("install_changed", { install: true });
   try {
     await db.sql`UPDATE retask_migrations SET checksum = 'edited' WHERE version = 2`;
     await assert.rejects(
@@ -67,7 +67,7 @@ Deno.test("a migration that changed after it was applied is refused", async () =
 });
 
 Deno.test("a newer schema than this code knows is refused", async () => {
-  const db = await testDatabase("install_newer", { install: true });
+  const db = await freshDatabase("install_newer", { install: true });
   try {
     await db.sql`INSERT INTO retask_migrations (version, name) VALUES (999, '0999_future.sql')`;
     await assert.rejects(install(db.sql), /schema version 999, newer than this retask's/);
@@ -82,12 +82,9 @@ Deno.test("a newer schema than this code knows is refused", async () => {
 });
 
 Deno.test("an install that fails part-way changes nothing", async () => {
-  const db = await testDatabase("install_fails");
+  const db = await freshDatabase("install_fails");
   try {
-    const seed = await Deno.readTextFile(
-      new URL("../harness/fixtures/course.sql", import.meta.url),
-    );
-    await db.sql.unsafe(seed);
+    await installCourse(db.sql, { history: true });
     // the user's own view on a function that a later migration replaces
     await db.sql`CREATE VIEW my_tasks AS SELECT * FROM empapi.get_tasks()`;
     const columns = () =>
@@ -111,13 +108,10 @@ Deno.test("an install that fails part-way changes nothing", async () => {
 });
 
 Deno.test("the seed's database is upgraded in place, keeping every row", async () => {
-  const db = await testDatabase("install_seed");
+  const db = await freshDatabase("install_seed");
   const role = `${db.name}_api`;
   try {
-    const seed = await Deno.readTextFile(
-      new URL("../harness/fixtures/course.sql", import.meta.url),
-    );
-    await db.sql.unsafe(seed);
+    await installCourse(db.sql, { history: true });
     // the course database's privileges: the API for one role, not for everyone
     await db.admin(`CREATE ROLE ${role}`);
     await db.sql.unsafe(`

@@ -3,10 +3,10 @@
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
 import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
-import { TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
+import { freshDatabase, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 
 Deno.test("CALL process_tasks() retries failures up to three attempts", async () => {
-  const db = await testDatabase("process_tasks", { install: true });
+  const db = await freshDatabase("process_tasks", { install: true });
   const { sql } = db;
   await sql.unsafe(TEST_FUNCTIONS);
   const worker = client(db.url, { max: 1 });
@@ -107,7 +107,7 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
 });
 
 Deno.test("cancelling process_tasks mid-task ends that attempt as lost, not running", async () => {
-  const db = await testDatabase("process_tasks_cancel", { install: true });
+  const db = await freshDatabase("process_tasks_cancel", { install: true });
   const { sql } = db;
   await sql.unsafe(`CREATE FUNCTION slow(params jsonb) RETURNS text LANGUAGE sql
                     AS $$ SELECT pg_sleep(30)::text $$`);

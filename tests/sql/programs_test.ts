@@ -3,10 +3,10 @@
 import assert from "node:assert/strict";
 import { toRetaskError } from "../../lib/errors.ts";
 import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
-import { TEST_FUNCTIONS, testDatabase } from "../harness/database.ts";
+import { freshDatabase, TEST_FUNCTIONS } from "../harness/mod.ts";
 
 Deno.test("programs and enqueue", async (t) => {
-  const db = await testDatabase("programs", { install: true });
+  const db = await freshDatabase("programs", { install: true });
   const { sql } = db;
   await sql.unsafe(TEST_FUNCTIONS);
   await sql.unsafe(`

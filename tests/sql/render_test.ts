@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
 import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
-import { testDatabase } from "../harness/database.ts";
+import { freshDatabase } from "../harness/mod.ts";
 
 Deno.test("empapi.run renders the seed's text table", async (t) => {
-  const db = await testDatabase("render", { install: true });
+  const db = await freshDatabase("render", { install: true });
   const { sql } = db;
   await sql.unsafe(`
     CREATE FUNCTION stock(params jsonb) RETURNS TABLE (book_id bigint, cost numeric)

@@ -9,10 +9,10 @@ import {
   rescueLostTasks,
   takeTasks,
 } from "../../lib/queue/programs.ts";
-import { TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
+import { freshDatabase, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 
 Deno.test("task transitions", async (t) => {
-  const db = await testDatabase("transitions", { install: true });
+  const db = await freshDatabase("transitions", { install: true });
   const { sql } = db;
   await sql.unsafe(TEST_FUNCTIONS);
   const ok = (await registerProgram(sql, "ok", "always_ok")).programId;

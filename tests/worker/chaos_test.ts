@@ -5,16 +5,13 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
 import { enqueue } from "../../lib/queue/programs.ts";
-import { testDatabase, waitFor } from "../harness/database.ts";
+import { freshDatabase, killWorkers, runWork, spawnWorker, waitFor } from "../harness/mod.ts";
 import {
   assertEffectsExactlyOnce,
   assertInvariants,
   count,
   installWorkerPrograms,
   keyed,
-  killWorkers,
-  runWork,
-  spawnWorker,
   terminateWorkerBackends,
 } from "./helpers.ts";
 
@@ -29,7 +26,7 @@ function attemptsAtLeast(sql: Sql, n: number) {
 }
 
 Deno.test("workers under load and failure", async (t) => {
-  const db = await testDatabase("worker_chaos", { install: true });
+  const db = await freshDatabase("worker_chaos", { install: true });
   const { sql } = db;
   const programs = await installWorkerPrograms(sql);
   async function reset() {

@@ -1,14 +1,12 @@
 /**
- * Support for the worker tests: `retask work` as a real process, the programs
- * the tests run, and the invariants every run must end with.
+ * Support for the worker tests: the programs they run and the invariants every
+ * run must end with. `retask work` as a process is the harness's spawnWorker.
  * @module
  */
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
 import { registerProgram } from "../../lib/queue/programs.ts";
-import { waitFor } from "../harness/database.ts";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+import { waitFor } from "../harness/mod.ts";
 
 /** Programs for worker tests; each writes a row per committed attempt where it matters. */
 export const WORKER_FUNCTIONS = `
@@ -56,77 +54,6 @@ export async function installWorkerPrograms(sql: Sql): Promise<Record<string, nu
     ids[name] = (await registerProgram(sql, name, name)).programId;
   }
   return ids;
-}
-
-/** A `retask work` process. */
-export interface WorkerProcess {
-  pid: number;
-  /** Exit status; stdout and stderr are read to the end. */
-  done: Promise<{ code: number; stdout: string; stderr: string }>;
-  kill(signal: Deno.Signal): void;
-  /** What it printed so far. */
-  stdout(): string;
-  stderr(): string;
-}
-
-const running = new Set<WorkerProcess>();
-
-/**
- * Starts `deno run main.ts work <args>` against `url`. A worker still running
- * after `maxMs` is killed (its exit code is then 137), so a test that waits for
- * one fails instead of hanging.
- */
-export function spawnWorker(url: string, args: string[], maxMs = 120_000): WorkerProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "work", ...args],
-    env: { DATABASE_URL: url, NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  let err = "";
-  const read = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) add(chunk);
-  };
-  const kill = (signal: Deno.Signal) => {
-    try {
-      child.kill(signal);
-    } catch {
-      // already exited
-    }
-  };
-  const limit = setTimeout(() => kill("SIGKILL"), maxMs);
-  const done = Promise.all([
-    child.status,
-    read(child.stdout, (s) => (out += s)),
-    read(child.stderr, (s) => (err += s)),
-  ]).then(([status]) => {
-    clearTimeout(limit);
-    running.delete(worker);
-    return { code: status.code, stdout: out, stderr: err };
-  });
-  const worker: WorkerProcess = {
-    pid: child.pid,
-    done,
-    kill,
-    stdout: () => out,
-    stderr: () => err,
-  };
-  running.add(worker);
-  return worker;
-}
-
-/** Kills every worker this test file started that is still running, and waits for them. */
-export async function killWorkers(): Promise<void> {
-  const left = [...running];
-  for (const worker of left) worker.kill("SIGKILL");
-  await Promise.all(left.map((worker) => worker.done));
-}
-
-/** Runs `retask work` to its end and returns what it printed. */
-export function runWork(url: string, args: string[]) {
-  return spawnWorker(url, args).done;
 }
 
 /** Count of rows of a query returning `n`. */

@@ -5,11 +5,11 @@ import { client } from "../../lib/db/connect.ts";
 import type { TaskOutcome } from "../../lib/worker/outcome.ts";
 import { enqueue, registerProgram, takeTasks } from "../../lib/queue/programs.ts";
 import { runWorker } from "../../lib/worker/loop.ts";
-import { TEST_FUNCTIONS, testDatabase, waitFor } from "../harness/database.ts";
+import { freshDatabase, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 import { assertInvariants, installWorkerPrograms } from "./helpers.ts";
 
 Deno.test("worker in-process", async (t) => {
-  const db = await testDatabase("worker_inprocess", { install: true });
+  const db = await freshDatabase("worker_inprocess", { install: true });
   const { sql } = db;
   await sql.unsafe(TEST_FUNCTIONS);
   const programs = await installWorkerPrograms(sql);
@@ -262,7 +262,7 @@ Deno.test("worker in-process", async (t) => {
 });
 
 Deno.test("run_tasks: a batch in one statement, each task under its own savepoint", async () => {
-  const db = await testDatabase("run_tasks", { install: true });
+  const db = await freshDatabase("run_tasks", { install: true });
   const { sql } = db;
   try {
     await sql.unsafe(TEST_FUNCTIONS);
@@ -337,7 +337,7 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
 });
 
 Deno.test("the worker's SQL: complete_tasks, finish_task, renew_leases", async () => {
-  const db = await testDatabase("worker_sql", { install: true });
+  const db = await freshDatabase("worker_sql", { install: true });
   const { sql } = db;
   try {
     await sql.unsafe(TEST_FUNCTIONS);

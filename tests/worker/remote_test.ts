@@ -4,14 +4,8 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
 import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
-import { testDatabase, waitFor } from "../harness/database.ts";
-import {
-  assertInvariants,
-  installWorkerPrograms,
-  killWorkers,
-  runWork,
-  spawnWorker,
-} from "./helpers.ts";
+import { freshDatabase, killWorkers, runWork, spawnWorker, waitFor } from "../harness/mod.ts";
+import { assertInvariants, installWorkerPrograms } from "./helpers.ts";
 
 const PROGRAM = `
   CREATE TABLE notes (note text, written_in text DEFAULT current_database());
@@ -29,8 +23,8 @@ async function setUp(sql: Sql): Promise<number> {
 }
 
 Deno.test("remote tasks run on their host and are recorded here", async () => {
-  const main = await testDatabase("worker_remote_main", { install: true });
-  const replica = await testDatabase("worker_remote_replica", { install: true });
+  const main = await freshDatabase("worker_remote_main", { install: true });
+  const replica = await freshDatabase("worker_remote_replica", { install: true });
   try {
     const program = await setUp(main.sql);
     assert.equal(await setUp(replica.sql), program, "same program id on both, as on a replica");
@@ -107,8 +101,8 @@ Deno.test("remote tasks run on their host and are recorded here", async () => {
 });
 
 Deno.test("kill -9 during a remote task: retried once the dead worker's run has stopped", async () => {
-  const main = await testDatabase("worker_remote_kill_main", { install: true });
-  const replica = await testDatabase("worker_remote_kill_replica", { install: true });
+  const main = await freshDatabase("worker_remote_kill_main", { install: true });
+  const replica = await freshDatabase("worker_remote_kill_replica", { install: true });
   try {
     // the flaky program counts clashes: two runs of one key at once
     const program = (await installWorkerPrograms(main.sql)).flaky;

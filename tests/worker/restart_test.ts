@@ -6,15 +6,13 @@ import { client } from "../../lib/db/connect.ts";
 import { startEmbedded, stopEmbedded } from "../../lib/db/embedded.ts";
 import { enqueue } from "../../lib/queue/programs.ts";
 import { install } from "../../lib/db/schema.ts";
-import { waitFor } from "../harness/database.ts";
+import { killWorkers, spawnWorker, waitFor } from "../harness/mod.ts";
 import {
   assertEffectsExactlyOnce,
   assertInvariants,
   count,
   installWorkerPrograms,
   keyed,
-  killWorkers,
-  spawnWorker,
 } from "./helpers.ts";
 
 Deno.test("a PostgreSQL restart: the worker reconnects and finishes the queue", async () => {

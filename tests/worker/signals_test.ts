@@ -3,14 +3,8 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
 import { enqueue } from "../../lib/queue/programs.ts";
-import { testDatabase, waitFor } from "../harness/database.ts";
-import {
-  installWorkerPrograms,
-  killWorkers,
-  runWork,
-  spawnWorker,
-  waitRunning,
-} from "./helpers.ts";
+import { freshDatabase, killWorkers, runWork, spawnWorker, waitFor } from "../harness/mod.ts";
+import { installWorkerPrograms, waitRunning } from "./helpers.ts";
 
 const QUICK = ["--poll-interval", "100", "--rescue-interval", "300"];
 
@@ -33,7 +27,7 @@ function waitExecuting(sql: Sql) {
 }
 
 Deno.test("worker processes and signals", async (t) => {
-  const db = await testDatabase("worker_signals", { install: true });
+  const db = await freshDatabase("worker_signals", { install: true });
   const { sql } = db;
   const programs = await installWorkerPrograms(sql);
   async function reset() {

@@ -2,10 +2,10 @@
 // task. Also runs retask as an ordinary role, not a superuser.
 import assert from "node:assert/strict";
 import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
-import { runCli, testDatabase } from "../harness/database.ts";
+import { freshDatabase, runCli } from "../harness/mod.ts";
 
 Deno.test("work exits 1 when the server refuses its lane connections, taking nothing", async () => {
-  const db = await testDatabase("worker_start", { install: true });
+  const db = await freshDatabase("worker_start", { install: true });
   const role = `${db.name}_user`;
   try {
     const { programId } = await registerProgram(db.sql, "lucky", "retask_lucky");

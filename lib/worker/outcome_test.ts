@@ -1,0 +1,44 @@
+// An attempt's outcome as a log line and as JSON. No database.
+import assert from "node:assert/strict";
+import { outcomeJson, outcomeLine, outcomeOf, type TaskOutcome } from "./outcome.ts";
+
+Deno.test("outcome lines and JSON", () => {
+  const event: TaskOutcome = {
+    taskId: 42,
+    program: "lucky",
+    attempt: 2,
+    maxAttempts: 3,
+    durationMs: 12.64,
+    outcome: "retry",
+    status: "scheduled",
+    error: "division by zero\nmore",
+    worker: "host:1:abcd",
+  };
+  assert.equal(outcomeLine(event), "task 42 lucky attempt 2/3 13 ms retry: division by zero");
+  assert.equal(
+    outcomeLine({ ...event, outcome: "finished", status: "finished", error: null }),
+    "task 42 lucky attempt 2/3 13 ms finished",
+  );
+  assert.equal(
+    outcomeLine({ ...event, outcome: "lost", error: "worker stopped before the task finished" }),
+    "task 42 lucky attempt 2/3 13 ms lost: worker stopped before the task finished " +
+      "(task will be retried)",
+  );
+  assert.deepEqual(outcomeJson(event), {
+    task_id: 42,
+    program: "lucky",
+    attempt: 2,
+    max_attempts: 3,
+    duration_ms: 12.6,
+    outcome: "retry",
+    status: "scheduled",
+    error: "division by zero\nmore",
+    worker: "host:1:abcd",
+  });
+  assert.equal(outcomeOf("finished", "finished"), "finished");
+  assert.equal(outcomeOf("error", "scheduled"), "retry");
+  assert.equal(outcomeOf("error", "error"), "error");
+  assert.equal(outcomeOf("lost", "scheduled"), "lost");
+  assert.equal(outcomeOf("lost", "error"), "lost");
+  assert.equal(outcomeOf("finished", null), "lost", "the task had been taken away");
+});
