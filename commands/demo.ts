@@ -16,6 +16,7 @@ import {
   progressBar,
   renderTable,
 } from "../cli/format.ts";
+import { describeDatabase } from "../lib/db/connect.ts";
 import { getTask } from "../lib/queue/read.ts";
 import { printJson, withDatabase } from "../cli/common.ts";
 import { renderTaskDetail } from "./status.ts";
@@ -119,9 +120,7 @@ export function demoCommand(): Command {
               `retask demo: ${runs} runs of retask_lucky (succeeds with probability ` +
                 `${probability}), at most 3 attempts each, ${concurrency} at a time`,
             );
-            console.log(
-              paint.dim(`database: ${db.embedded ? "embedded PostgreSQL, " : ""}${db.url}`),
-            );
+            console.log(paint.dim(`database: ${describeDatabase(db)}`));
           }
           const result = await runDemo(db.sql, {
             runs,

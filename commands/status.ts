@@ -4,7 +4,7 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import type { Database } from "../lib/db/connect.ts";
+import { type Database, describeDatabase } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import {
   formatDuration,
@@ -168,10 +168,12 @@ export function statusCommand(): Command {
           ? await getTask(db.sql, query.taskId)
           : await listTasks(db.sql, query.filter);
         if (flags.json) return printJson(data);
-        const text = "task" in data ? renderTaskDetail(data) : renderTaskList(data);
+        const paint = palette();
+        const text = "task" in data ? renderTaskDetail(data, paint) : renderTaskList(data, paint);
         // home + clear screen: redraw in place instead of scrolling
         if (clear) console.log(`\x1b[H\x1b[2J${formatTimestamp(new Date())}\n`);
-        console.log(text);
+        // a forgotten DATABASE_URL means the embedded server: say which database this is
+        console.log(`${text}\n${paint.dim(`database: ${describeDatabase(db)}`)}`);
         if (flags.watch && !clear) console.log("");
       };
       await withDatabase(command, async (db) => {

@@ -11,6 +11,7 @@ import {
   type TaskOutcome,
   type WorkerLog,
 } from "../lib/worker/outcome.ts";
+import { describeDatabase } from "../lib/db/connect.ts";
 import { errorMessage } from "../lib/db/pool.ts";
 import { RetaskError } from "../lib/errors.ts";
 import { runWorker } from "../lib/worker/loop.ts";
@@ -136,10 +137,11 @@ export function workCommand(): Command {
       const signalNames = ["SIGINT", "SIGTERM"] as const;
       for (const name of signalNames) Deno.addSignalListener(name, onSignal);
       try {
-        await withDatabase(
-          command,
-          (db) => runWorker(db.sql, { ...settings, signal: controller.signal, onOutcome, onLog }),
-        );
+        await withDatabase(command, (db) => {
+          // a forgotten DATABASE_URL means the embedded server: say which database this is
+          onLog({ level: "info", message: `database: ${describeDatabase(db)}` });
+          return runWorker(db.sql, { ...settings, signal: controller.signal, onOutcome, onLog });
+        });
       } catch (error) {
         // the flags were checked above: whatever stops a running worker is a
         // runtime failure (exit 1), even a PostgreSQL error that reads like bad input

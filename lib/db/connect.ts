@@ -68,6 +68,22 @@ export function redactUrl(url: string): string {
 }
 
 /**
+ * Where `db` points, for a line people read: `127.0.0.1:5432/mydb`, or
+ * `embedded PostgreSQL at 127.0.0.1:54329/postgres`. Never the user or password.
+ */
+export function describeDatabase(db: Pick<Database, "url" | "embedded">): string {
+  let where = db.url;
+  try {
+    const url = new URL(db.url);
+    const name = decodeURIComponent(url.pathname.slice(1)) || decodeURIComponent(url.username);
+    where = `${url.hostname || "localhost"}:${url.port || "5432"}/${name}`;
+  } catch {
+    // db.url is already redacted: show it as it is
+  }
+  return db.embedded ? `embedded PostgreSQL at ${where}` : where;
+}
+
+/**
  * Resolves the database URL, starts the embedded server if none is given, and
  * checks the connection. Throws a {@link RetaskError} saying what to fix.
  */
