@@ -26,6 +26,7 @@ import {
   type TaskStatus,
 } from "../lib/queue/read.ts";
 import { requireInstalled } from "../lib/db/schema.ts";
+import { parseDuration } from "../lib/worker/settings.ts";
 import { sleep } from "../lib/worker/wake.ts";
 import { printJson, withDatabase } from "../cli/common.ts";
 
@@ -156,12 +157,12 @@ export function statusCommand(): Command {
     .option("--limit <n>", "show the newest n tasks (default 20)")
     .option("--json", "print JSON: {tasks, counts, matching}, or {task, attempts} for one task")
     .option("--watch", "redraw until interrupted (Ctrl-C)")
-    .option("--interval <seconds>", "seconds between redraws with --watch (default 1)")
+    .option("--interval <duration>", "time between redraws with --watch, e.g. 2s (default 1s)")
     .action(async (taskId: string | undefined, flags: StatusFlags, command: Command) => {
       const query = parseQuery(taskId, flags);
-      const seconds = flags.interval === undefined
-        ? 1
-        : parseInteger("--interval", flags.interval, { min: 1, max: 3600 });
+      const intervalMs = flags.interval === undefined
+        ? 1000
+        : parseDuration("--interval", flags.interval, 100);
       const clear = flags.watch && !flags.json && Deno.stdout.isTerminal();
       const show = async (db: Database) => {
         const data = query.taskId !== undefined
@@ -178,7 +179,7 @@ export function statusCommand(): Command {
       };
       await withDatabase(command, async (db) => {
         await requireInstalled(db.sql);
-        if (flags.watch) await watch(seconds * 1000, () => show(db));
+        if (flags.watch) await watch(intervalMs, () => show(db));
         else await show(db);
       });
     });
