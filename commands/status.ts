@@ -53,6 +53,11 @@ function paintStatus(status: TaskStatus | string, paint: Palette): string {
   }
 }
 
+/** `(waits until …)`; for a retry, with what the failed attempt said (`last`). */
+function waitsUntil(runAfter: Date, last: string): string {
+  return `(waits until ${formatTimestamp(runAfter)}${last ? `, last: ${last}` : ""})`;
+}
+
 /** The task table and the counts line, as `retask status` prints them. */
 export function renderTaskList(list: TaskList, paint: Palette = palette()): string {
   // on a terminal the result column is cut to fit; piped, lines stay whole for grep
@@ -65,7 +70,7 @@ export function renderTaskList(list: TaskList, paint: Palette = palette()): stri
     formatTimestamp(t.started),
     formatDuration(t.duration_ms),
     t.status === "scheduled" && t.run_after.getTime() > Date.now()
-      ? `(waits until ${formatTimestamp(t.run_after)})`
+      ? waitsUntil(t.run_after, resultSummary(t.result))
       : resultSummary(t.result),
   ]);
   const headers = ["id", "program", "status", "attempt", "started", "duration", "result"];
