@@ -231,7 +231,8 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
       `demo ${why}: ${ended} of ${runs} runs ended; removed the ${removed.count} not yet run`,
     );
   }
-  options.onProgress?.(runs, runs);
+  // runs another worker ended never reached onOutcome: end the bar (drawn once) here
+  if (done < runs) options.onProgress?.(runs, runs);
   const elapsed = performance.now() - started;
 
   const shares = expectedShares(probability);
