@@ -12,6 +12,13 @@ import { statusCommand } from "./commands/status.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { toRetaskError } from "./lib/errors.ts";
 
+/** A commander error on one line: its "(Did you mean …?)" line joins the message. */
+function oneLine(text: string): string {
+  return text.trim()
+    .replace(/\s*\n\(Did you mean (.*)\)$/s, "; did you mean $1")
+    .replace(/\s*\n\s*/g, " ");
+}
+
 /** Builds the whole command tree; exported for tests. */
 export function buildCli(): Command {
   const cli = new Command("retask")
@@ -24,7 +31,7 @@ export function buildCli(): Command {
     .exitOverride()
     // one line, as every retask error: commander's own, with the pointer to --help
     .configureOutput({
-      outputError: (text, write) => write(`retask: ${text.trimEnd()} (see --help)\n`),
+      outputError: (text, write) => write(`retask: ${oneLine(text)} (see --help)\n`),
     });
   const commands = [
     installCommand(),
