@@ -118,6 +118,30 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${Math.floor(whole / 86400)}d ${Math.floor(whole / 3600) % 24}h`;
 }
 
+const INTERVAL = /^(?:[+-]?\d+ (?:years?|mons?|days?) ?)*(?:[+-]?\d+:\d\d:\d\d(?:\.\d+)?)?$/;
+
+/**
+ * A PostgreSQL interval as it prints (`1 day 02:30:00`) in words: `1 day 2 hours 30 minutes`,
+ * `0 seconds` for none. Text in another interval style comes back as it is.
+ */
+export function formatInterval(text: string): string {
+  const trimmed = text.trim();
+  if (!INTERVAL.test(trimmed)) return text;
+  const words = (n: number, unit: string) => `${n} ${unit}${n === 1 ? "" : "s"}`;
+  const parts: string[] = [];
+  for (const [, n, unit] of trimmed.matchAll(/([+-]?\d+) (year|mon|day)s?/g)) {
+    parts.push(words(Number(n), unit === "mon" ? "month" : unit));
+  }
+  const time = /([+-]?)(\d+):(\d\d):(\d\d(?:\.\d+)?)$/.exec(trimmed);
+  if (time) {
+    const [h, m, s] = time.slice(2).map((v) => Number(`${time[1]}${v}`));
+    if (h) parts.push(words(h, "hour"));
+    if (m) parts.push(words(m, "minute"));
+    if (s) parts.push(words(s, "second"));
+  }
+  return parts.length > 0 ? parts.join(" ") : "0 seconds";
+}
+
 /** A timestamp in local time, `YYYY-MM-DD HH:MM:SS`; empty for none. */
 export function formatTimestamp(date: Date | null | undefined): string {
   if (!date) return "";

@@ -4,9 +4,15 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import { parseInteger } from "../cli/format.ts";
-import { RetaskError } from "../lib/errors.ts";
-import { listPrograms, registerProgram, type RetryPolicy } from "../lib/queue/programs.ts";
+import { formatInterval, parseInteger } from "../cli/format.ts";
+import type { Sql } from "../lib/db/connect.ts";
+import { isPgError, RetaskError } from "../lib/errors.ts";
+import {
+  listPrograms,
+  type Program,
+  registerProgram,
+  type RetryPolicy,
+} from "../lib/queue/programs.ts";
 import { requireInstalled } from "../lib/db/schema.ts";
 import { printJson, withDatabase } from "../cli/common.ts";
 
@@ -38,6 +44,37 @@ function retryPolicy(flags: RegisterFlags): RetryPolicy {
   return policy;
 }
 
+/**
+ * Has PostgreSQL read the intervals given, so that one it cannot read is an error naming its
+ * option rather than the parser's message alone.
+ */
+async function checkIntervals(sql: Sql, flags: RegisterFlags): Promise<void> {
+  const given = [["--retry-delay", flags.retryDelay], ["--retry-delay-max", flags.retryDelayMax]];
+  for (const [flag, text] of given) {
+    if (text === undefined) continue;
+    try {
+      await sql`SELECT ${text}::interval`;
+    } catch (error) {
+      // SQLSTATE class 22: not an interval, or one out of range
+      if (!isPgError(error) || !error.code.startsWith("22")) throw error;
+      throw new RetaskError(
+        "invalid_input",
+        `${flag} must be an interval such as '5 seconds' or '2 minutes', got "${text}"`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+/** The retry rule in words: `no retry delay`, `retry delay 5 seconds`, … */
+function describeRetry(program: Program): string {
+  if (!/[1-9]/.test(program.retry_delay)) return "no retry delay";
+  const delay = formatInterval(program.retry_delay);
+  return program.retry_backoff === "exponential"
+    ? `retry delay exponential from ${delay} up to ${formatInterval(program.retry_delay_max)}`
+    : `retry delay ${delay}`;
+}
+
 /** Builds the `register` subcommand. */
 export function registerCommand(): Command {
   return new Command("register")
@@ -55,18 +92,16 @@ export function registerCommand(): Command {
       const policy = retryPolicy(flags);
       const { registered, program } = await withDatabase(command, async (db) => {
         await requireInstalled(db.sql);
+        await checkIntervals(db.sql, flags);
         const registered = await registerProgram(db.sql, name, func, policy);
         const [program] = await listPrograms(db.sql, registered.programId);
         return { registered, program };
       });
       if (flags.json) return printJson({ ...program, created: registered.created });
       const verb = registered.created ? "registered" : "updated";
-      const delay = program.retry_backoff === "exponential"
-        ? `exponential from ${program.retry_delay} up to ${program.retry_delay_max}`
-        : `fixed ${program.retry_delay}`;
       console.log(
         `${verb} program "${program.name}" (id ${program.program_id}): ${program.func}, ` +
-          `${program.max_attempts} attempts at most, retry delay ${delay}`,
+          `${program.max_attempts} attempts at most, ${describeRetry(program)}`,
       );
     });
 }
