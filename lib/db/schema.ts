@@ -1,37 +1,70 @@
 /**
- * Installs and upgrades the schema: the numbered files in `sql/`, each applied
- * once, in order, all pending ones in one transaction, under an advisory lock,
- * and recorded in `retask_migrations`.
+ * Installs and upgrades retask's schema. Two kinds of SQL file, as Flyway has:
+ * numbered migrations (`sql/migrations/`, table changes, each applied once and
+ * never edited) and function files (`sql/*.sql`, the current definition of
+ * every function, applied again whenever their content changes). Everything
+ * is recorded with its checksum in `<schema>.migrations`; one install runs in
+ * one transaction under an advisory lock.
  * @module
  */
 import type { Queryable, Sql } from "./connect.ts";
 import { RetaskError } from "../errors.ts";
 
+/** The schema retask installs into unless told otherwise. */
+export const DEFAULT_SCHEMA = "retask";
+
 /**
- * The migrations, in order. Listed rather than read from the directory so a
+ * Table changes, in order. Listed rather than read from the directory so a
  * `deno compile`d binary (built with `--include sql/`) finds them too.
  */
-export const MIGRATIONS: readonly string[] = [
-  "0001_tasks.sql",
-  "0002_programs.sql",
-  "0003_transitions.sql",
-  "0004_run.sql",
-  "0005_batches.sql",
-];
+export const MIGRATIONS: readonly string[] = ["0001_tables.sql"];
 
-/** The schema version this code installs. */
+/** Function files, in the order they are applied (a later one may call an earlier one). */
+export const FUNCTION_FILES: readonly string[] = ["programs.sql", "state_machine.sql", "run.sql"];
+
+/** The course application's names over retask's schema (see the file's header). */
+export const COMPAT_FILE = "compat.sql";
+
+/** The schema version this code installs: the number of its last migration. */
 export const SCHEMA_VERSION: number = MIGRATIONS.length;
+
+/** Options for {@link install}. */
+export interface InstallOptions {
+  /** The schema to install into (default `retask`): a lowercase identifier. */
+  schema?: string;
+  /** Install the course application's names (default true). */
+  compat?: boolean;
+}
 
 /** What {@link install} did. */
 export interface InstallResult {
+  /** The schema retask lives in. */
+  schema: string;
   /** Schema version after the install. */
   version: number;
-  /** Migrations this call applied (empty when the schema was current). */
-  applied: string[];
+  /** Migrations this call applied (empty when the tables were current). */
+  migrations: string[];
+  /** Function files this call applied (all of them when any had changed). */
+  functions: string[];
+  /** The course layer's objects created, and those skipped because the name is taken. */
+  compat: { installed: string[]; skipped: { name: string; reason: string; instead: string }[] };
 }
 
-function versionOf(file: string): number {
-  return Number(file.slice(0, 4));
+/** Checks a schema name; retask's names are spliced into SQL, so only plain identifiers. */
+export function checkSchemaName(schema: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+    throw new RetaskError(
+      "usage",
+      `schema must be a lowercase identifier (letters, digits, _), got "${schema}"`,
+    );
+  }
+  return schema;
+}
+
+interface SqlFile {
+  file: string;
+  text: string;
+  checksum: string;
 }
 
 async function sha256(text: string): Promise<string> {
@@ -39,48 +72,62 @@ async function sha256(text: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function readMigration(file: string): Promise<string> {
-  return Deno.readTextFile(new URL(`../../sql/${file}`, import.meta.url));
+// The files name retask's objects `retask.x`; another schema replaces that prefix.
+async function readSql(path: string, schema: string): Promise<SqlFile> {
+  const url = new URL(`../../sql/${path}`, import.meta.url);
+  // read from disk (also inside a `deno compile`d binary), or over the network
+  // when the library itself was imported by URL
+  const text = url.protocol === "file:"
+    ? await Deno.readTextFile(url)
+    : await fetch(url).then((r) =>
+      r.ok ? r.text() : Promise.reject(new Error(`${url}: ${r.status}`))
+    );
+  return {
+    file: path.replace(/^migrations\//, ""),
+    text: schema === DEFAULT_SCHEMA ? text : text.replace(/\bretask\./g, `${schema}.`)
+      .replace(/\b(SCHEMA(?: IF NOT EXISTS)?) retask\b/g, `$1 ${schema}`),
+    checksum: await sha256(text),
+  };
 }
 
-async function migrationFiles() {
-  return await Promise.all(MIGRATIONS.map(async (file) => {
-    const text = await readMigration(file);
-    return { file, text, version: versionOf(file), checksum: await sha256(text) };
-  }));
+const versionOf = (file: string) => Number(file.slice(0, 4));
+
+async function sources(schema: string) {
+  const [migrations, functions, compat] = await Promise.all([
+    Promise.all(MIGRATIONS.map((f) => readSql(`migrations/${f}`, schema))),
+    Promise.all(FUNCTION_FILES.map((f) => readSql(f, schema))),
+    readSql(COMPAT_FILE, schema),
+  ]);
+  return { migrations, functions, compat };
 }
 
-type MigrationFile = Awaited<ReturnType<typeof migrationFiles>>[number];
-
-/** The migrations applied to a database (version → checksum); empty when none. */
-async function appliedMigrations(sql: Queryable): Promise<Map<number, string | null>> {
-  try {
-    const rows = await sql<{ version: number; checksum: string | null }[]>`
-      SELECT version, checksum FROM public.retask_migrations`;
-    return new Map(rows.map((r) => [r.version, r.checksum]));
-  } catch (error) {
-    if ((error as { code?: string }).code === "42P01") return new Map(); // no such table
+/** What is recorded as applied: file → checksum, and the version. */
+async function applied(sql: Queryable, schema: string) {
+  const rows = await sql<{ file: string; version: number | null; checksum: string }[]>`
+    SELECT file, version, checksum FROM ${sql(schema)}.migrations`.catch((error) => {
+    if ((error as { code?: string }).code === "42P01") return []; // not installed
     throw error;
-  }
+  });
+  const checksums = new Map(rows.map((r) => [r.file, r.checksum]));
+  const version = Math.max(0, ...rows.map((r) => r.version ?? 0));
+  return { checksums, version };
 }
 
-function versionIn(applied: Map<number, unknown>): number {
-  return Math.max(0, ...applied.keys());
-}
+type Applied = Awaited<ReturnType<typeof applied>>;
 
 // What this code cannot run against: a newer schema (it may have replaced what
 // this code calls), or a migration that changed after it was applied (forward
 // only: the change would never reach this database).
-function checkApplied(applied: Map<number, string | null>, files: MigrationFile[]): void {
-  const version = versionIn(applied);
-  if (version > SCHEMA_VERSION) {
+function checkMigrations(done: Applied, migrations: SqlFile[]): void {
+  if (done.version > SCHEMA_VERSION) {
     throw new RetaskError(
       "database",
-      `the database has schema version ${version}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
+      `the database has schema version ${done.version}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
     );
   }
-  for (const { file, version, checksum } of files) {
-    if (applied.has(version) && applied.get(version) !== checksum) {
+  for (const { file, checksum } of migrations) {
+    const was = done.checksums.get(file);
+    if (was !== undefined && was !== checksum) {
       throw new RetaskError(
         "database",
         `migration ${file} differs from the one applied to this database; ` +
@@ -90,65 +137,226 @@ function checkApplied(applied: Map<number, string | null>, files: MigrationFile[
   }
 }
 
-/**
- * Applies every migration the database lacks, all in one transaction: an
- * install that fails part-way (say, on a view of the user's that depends on a
- * function a migration replaces) changes nothing. Safe to run concurrently:
- * the advisory lock serialises installers, and each re-checks what is applied.
- */
-export async function install(sql: Sql): Promise<InstallResult> {
-  const files = await migrationFiles();
-  const result = await sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(hashtextextended('retask.migrate', 0))`;
-    await tx`SET LOCAL search_path = public`;
-    await tx`CREATE TABLE IF NOT EXISTS retask_migrations (
-      version integer PRIMARY KEY,
-      name text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now(),
-      checksum text)`;
-    const done = await appliedMigrations(tx);
-    checkApplied(done, files);
-    const applying: string[] = [];
-    for (const { file, text, version, checksum } of files) {
-      if (done.has(version)) continue;
-      try {
-        await tx.unsafe(text);
-      } catch (error) {
-        const { message = String(error), detail } = error as { message?: string; detail?: string };
-        throw new RetaskError(
-          "database",
-          `migration ${file} failed: ${message}${
-            detail ? ` (${detail})` : ""
-          }; nothing was changed`,
-          { cause: error },
-        );
-      }
-      await tx`INSERT INTO retask_migrations (version, name, checksum)
-               VALUES (${version}, ${file}, ${checksum})`;
-      done.set(version, checksum);
-      applying.push(file);
-    }
-    return { version: versionIn(done), applying };
+async function run(tx: Queryable, file: string, text: string): Promise<void> {
+  try {
+    await tx.unsafe(text);
+  } catch (error) {
+    const { message = String(error), detail } = error as { message?: string; detail?: string };
+    throw new RetaskError(
+      "database",
+      `${file} failed: ${message}${detail ? ` (${detail})` : ""}; nothing was changed`,
+      { cause: error },
+    );
+  }
+}
+
+const COMPAT_MARK = "retask compatibility layer";
+
+/** One object of the course layer: its section of compat.sql. */
+interface CompatSection {
+  name: string;
+  needs: string | null;
+  kind: "relation" | "routine";
+  /** The retask object it stands for, from its comment. */
+  instead: string;
+  text: string;
+}
+
+function compatSections(text: string): CompatSection[] {
+  const parts = text.split(/^(?=-- compat: )/m).slice(1);
+  return parts.map((part) => {
+    const [, name, needs] = /^-- compat: (\S+)(?: needs (\S+))?/.exec(part)!;
+    const instead = new RegExp(`IS '${COMPAT_MARK}: (\\S+)'`).exec(part)?.[1] ?? "";
+    const kind = /^CREATE OR REPLACE VIEW/m.test(part) ? "relation" : "routine";
+    return { name, needs: needs ?? null, kind, instead, text: part };
   });
-  return { version: result.version, applied: result.applying };
+}
+
+// True when `name` belongs to something that is not this layer's.
+async function taken(tx: Queryable, section: CompatSection): Promise<boolean> {
+  const [schema, object] = section.name.split(".");
+  const [row] = section.kind === "relation"
+    ? await tx<{ taken: boolean }[]>`
+        SELECT EXISTS (
+          SELECT FROM pg_catalog.pg_type t
+          LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+          WHERE t.typnamespace = to_regnamespace(${schema}) AND t.typname = ${object}
+            AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE ${COMPAT_MARK + "%"})
+          AS taken`
+    : await tx<{ taken: boolean }[]>`
+        SELECT EXISTS (
+          SELECT FROM pg_catalog.pg_proc p
+          WHERE p.pronamespace = to_regnamespace(${schema}) AND p.proname = ${object}
+            AND coalesce(obj_description(p.oid, 'pg_proc'), '') NOT LIKE ${COMPAT_MARK + "%"})
+          AS taken`;
+  return row.taken;
+}
+
+async function installCompat(tx: Queryable, compat: SqlFile): Promise<InstallResult["compat"]> {
+  await tx`CREATE SCHEMA IF NOT EXISTS empapi`;
+  const installed: string[] = [];
+  const skipped: InstallResult["compat"]["skipped"] = [];
+  for (const section of compatSections(compat.text)) {
+    const missing = section.needs && !installed.includes(section.needs);
+    if (missing || await taken(tx, section)) {
+      const reason = missing ? `needs ${section.needs}` : "the name is taken";
+      skipped.push({ name: section.name, reason, instead: section.instead });
+      continue;
+    }
+    await run(tx, `${COMPAT_FILE} (${section.name})`, section.text);
+    installed.push(section.name);
+  }
+  return { installed, skipped };
+}
+
+// Privileges survive a refresh: those of every routine about to be dropped are
+// saved (with what a course-era database had, saved by migration 0001), and
+// granted again to whatever of that name exists afterwards.
+async function saveAcls(tx: Queryable, schema: string, compat: boolean): Promise<void> {
+  await tx`
+    INSERT INTO ${tx(schema)}.saved_acl (object, kind, acl)
+    SELECT DISTINCT ON (1) n.nspname || '.' || p.proname, 'routine', p.proacl
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.proacl IS NOT NULL
+      AND (n.nspname = ${schema} OR (${compat} AND n.nspname IN ('public', 'empapi')
+           AND obj_description(p.oid, 'pg_proc') LIKE ${COMPAT_MARK + "%"}))
+    ON CONFLICT (object) DO UPDATE SET acl = excluded.acl`;
+}
+
+async function dropRoutines(tx: Queryable, schema: string, compat: boolean): Promise<void> {
+  const routines = await tx<{ signature: string; kind: string }[]>`
+    SELECT p.oid::regprocedure::text AS signature,
+           CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = ${schema} OR (${compat} AND n.nspname IN ('public', 'empapi')
+          AND obj_description(p.oid, 'pg_proc') LIKE ${COMPAT_MARK + "%"})`;
+  for (const { signature, kind } of routines) {
+    await run(tx, "dropping the previous functions", `DROP ${kind} ${signature}`);
+  }
+}
+
+async function restoreAcls(tx: Queryable, schema: string): Promise<void> {
+  await tx.unsafe(`
+    DO $$
+    DECLARE
+        saved record;
+        target record;
+        grant_ record;
+    BEGIN
+        FOR saved IN SELECT * FROM ${schema}.saved_acl LOOP
+            FOR target IN
+                SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
+                       p.oid::regprocedure::text AS name
+                FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                WHERE saved.kind = 'routine' AND n.nspname || '.' || p.proname = saved.object
+                UNION ALL
+                SELECT 'TABLE', c.oid::regclass::text
+                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE saved.kind = 'relation' AND n.nspname || '.' || c.relname = saved.object
+            LOOP
+                EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', target.kind, target.name);
+                FOR grant_ IN SELECT * FROM aclexplode(saved.acl) LOOP
+                    EXECUTE format('GRANT %s ON %s %s TO %s%s', grant_.privilege_type, target.kind,
+                        target.name,
+                        CASE WHEN grant_.grantee = 0 THEN 'PUBLIC'
+                             ELSE quote_ident(pg_get_userbyid(grant_.grantee)) END,
+                        CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                END LOOP;
+                DELETE FROM ${schema}.saved_acl WHERE object = saved.object;
+            END LOOP;
+        END LOOP;
+    END $$`);
 }
 
 /**
- * Checks that retask's schema is installed and is the version this code was
- * written for, so a command on a bare database says "run retask install"
- * instead of "relation does not exist", and an old worker does not run against
- * functions a newer schema replaced, nor any worker against migrations that
- * differ from its own.
+ * Creates or upgrades retask in a database, all in one transaction: an
+ * install that fails part-way (say, on a view of the user's that depends on a
+ * function it replaces) changes nothing. Takes over a course-era database or
+ * one installed into `public` by retask's schema version 5 in place. Safe to
+ * run concurrently: an advisory lock serialises installers.
  */
-export async function requireInstalled(sql: Sql): Promise<void> {
-  const applied = await appliedMigrations(sql);
-  checkApplied(applied, await migrationFiles());
-  const version = versionIn(applied);
-  if (version === SCHEMA_VERSION) return;
-  throw new RetaskError(
-    "database",
-    version === 0
-      ? "retask is not installed in this database; run retask install"
-      : `the database has schema version ${version}, older than ${SCHEMA_VERSION}; run retask install`,
-  );
+export async function install(sql: Sql, options: InstallOptions = {}): Promise<InstallResult> {
+  const schema = checkSchemaName(options.schema ?? DEFAULT_SCHEMA);
+  const withCompat = options.compat ?? true;
+  const files = await sources(schema);
+  return await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(hashtextextended(${`retask.install:${schema}`}, 0))`;
+    // no object of the installer's path may stand in for one of PostgreSQL's
+    await tx`SET LOCAL search_path = pg_catalog, pg_temp`;
+    await tx`CREATE SCHEMA IF NOT EXISTS ${tx(schema)}`;
+    await tx`CREATE TABLE IF NOT EXISTS ${tx(schema)}.migrations (
+      file text PRIMARY KEY,
+      version integer UNIQUE,
+      checksum text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now())`;
+    const done = await applied(tx, schema);
+    checkMigrations(done, files.migrations);
+    const record = (file: string, version: number | null, checksum: string) =>
+      tx`INSERT INTO ${tx(schema)}.migrations (file, version, checksum)
+         VALUES (${file}, ${version}, ${checksum})
+         ON CONFLICT (file) DO UPDATE SET checksum = excluded.checksum, applied_at = now()`;
+
+    const migrations: string[] = [];
+    for (const { file, text, checksum } of files.migrations) {
+      if (done.checksums.has(file)) continue;
+      await run(tx, `migration ${file}`, text);
+      await record(file, versionOf(file), checksum);
+      migrations.push(file);
+    }
+
+    const changed = (f: SqlFile) => done.checksums.get(f.file) !== f.checksum;
+    const refresh = migrations.length > 0 || files.functions.some(changed) ||
+      (withCompat && changed(files.compat));
+    let compat: InstallResult["compat"] = { installed: [], skipped: [] };
+    if (refresh) {
+      await saveAcls(tx, schema, withCompat);
+      await dropRoutines(tx, schema, withCompat);
+      for (const { file, text, checksum } of files.functions) {
+        await run(tx, file, text);
+        await record(file, null, checksum);
+      }
+      if (withCompat) {
+        compat = await installCompat(tx, files.compat);
+        await record(files.compat.file, null, files.compat.checksum);
+      }
+      await restoreAcls(tx, schema);
+    }
+    return {
+      schema,
+      version: Math.max(done.version, ...migrations.map(versionOf)),
+      migrations,
+      functions: refresh ? files.functions.map((f) => f.file) : [],
+      compat,
+    };
+  });
+}
+
+/**
+ * Checks that retask is installed in `schema` and matches this code: the same
+ * migrations and the same function files. A command on a bare database then
+ * says "run retask install" instead of "relation does not exist", and no
+ * worker runs against functions another version installed.
+ */
+export async function requireInstalled(sql: Sql, schema: string = DEFAULT_SCHEMA): Promise<void> {
+  const files = await sources(checkSchemaName(schema));
+  const done = await applied(sql, schema);
+  checkMigrations(done, files.migrations);
+  if (done.version === 0) {
+    const [{ legacy }] = await sql<{ legacy: boolean }[]>`
+      SELECT to_regclass('public.retask_migrations') IS NOT NULL AS legacy`;
+    throw new RetaskError(
+      "database",
+      legacy
+        ? "retask is installed in schema public by an older version; run retask install to move it into its own schema"
+        : `retask is not installed in this database (schema ${schema}); run retask install`,
+    );
+  }
+  const stale = done.version < SCHEMA_VERSION ||
+    files.functions.some((f) => done.checksums.get(f.file) !== f.checksum);
+  if (stale) {
+    throw new RetaskError(
+      "database",
+      `retask's schema in this database is from another version (schema version ${done.version}); run retask install`,
+    );
+  }
 }

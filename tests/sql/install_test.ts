@@ -1,36 +1,59 @@
 // `install`: migrations applied once, concurrently safe, and the seed's
 // database upgraded in place without losing a row.
 import assert from "node:assert/strict";
-import { install, MIGRATIONS, requireInstalled, SCHEMA_VERSION } from "../../lib/db/schema.ts";
+import {
+  COMPAT_FILE,
+  FUNCTION_FILES,
+  install,
+  MIGRATIONS,
+  requireInstalled,
+  SCHEMA_VERSION,
+} from "../../lib/db/schema.ts";
 import { freshDatabase, installCourse } from "../harness/mod.ts";
 
-Deno.test("MIGRATIONS lists every file in sql/, in order", async () => {
-  const files = [];
-  for await (const entry of Deno.readDir(new URL("../../sql/", import.meta.url))) {
-    if (entry.name.endsWith(".sql")) files.push(entry.name);
-  }
-  files.sort();
-  assert.deepEqual([...MIGRATIONS], files);
-  files.forEach((file, i) => assert.match(file, new RegExp(`^${String(i + 1).padStart(4, "0")}_`)));
+Deno.test("MIGRATIONS and the function files list every file in sql/, in order", async () => {
+  const list = async (path: string) => {
+    const files = [];
+    for await (const entry of Deno.readDir(new URL(path, import.meta.url))) {
+      if (entry.isFile && entry.name.endsWith(".sql")) files.push(entry.name);
+    }
+    return files.sort();
+  };
+  const migrations = await list("../../sql/migrations/");
+  assert.deepEqual([...MIGRATIONS], migrations);
+  migrations.forEach((file, i) =>
+    assert.match(file, new RegExp(`^${String(i + 1).padStart(4, "0")}_`))
+  );
+  assert.deepEqual([...FUNCTION_FILES, COMPAT_FILE].sort(), await list("../../sql/"));
 });
 
-Deno.test("install applies each migration once; a second run changes nothing", async () => {
+Deno.test("install applies each file once; a second run changes nothing", async () => {
   const db = await freshDatabase("install");
   try {
     const first = await install(db.sql);
-    assert.deepEqual(first, { version: SCHEMA_VERSION, applied: [...MIGRATIONS] });
+    assert.equal(first.version, SCHEMA_VERSION);
+    assert.deepEqual(first.migrations, [...MIGRATIONS]);
+    assert.deepEqual(first.functions, [...FUNCTION_FILES]);
+    assert.ok(first.compat.installed.includes("public.tasks"));
     const schema = () =>
-      db.sql<{ name: string; definition: string }[]>`
-        SELECT p.oid::regprocedure::text AS name, pg_get_functiondef(p.oid) AS definition
+      db.sql<{ oid: number; name: string; definition: string }[]>`
+        SELECT p.oid::int AS oid, p.oid::regprocedure::text AS name,
+               pg_get_functiondef(p.oid) AS definition
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname IN ('public', 'empapi') ORDER BY 1`;
+        WHERE n.nspname IN ('retask', 'public', 'empapi') ORDER BY 2`;
     const before = await schema();
     const second = await install(db.sql);
-    assert.deepEqual(second, { version: SCHEMA_VERSION, applied: [] });
-    assert.deepEqual(await schema(), before);
+    assert.deepEqual(second, {
+      schema: "retask",
+      version: SCHEMA_VERSION,
+      migrations: [],
+      functions: [],
+      compat: { installed: [], skipped: [] },
+    });
+    assert.deepEqual(await schema(), before, "not even re-created");
     const [{ count }] = await db.sql<{ count: number }[]>`
-      SELECT count(*)::int AS count FROM retask_migrations`;
-    assert.equal(count, MIGRATIONS.length);
+      SELECT count(*)::int AS count FROM retask.migrations`;
+    assert.equal(count, MIGRATIONS.length + FUNCTION_FILES.length + 1);
   } finally {
     await db.drop();
   }
@@ -41,7 +64,7 @@ Deno.test("ten concurrent installs all succeed and apply each migration once", a
   try {
     const results = await Promise.all(Array.from({ length: 10 }, () => install(db.sql)));
     assert.ok(results.every((r) => r.version === SCHEMA_VERSION));
-    const applied = results.flatMap((r) => r.applied).sort();
+    const applied = results.flatMap((r) => r.migrations).sort();
     assert.deepEqual(applied, [...MIGRATIONS].sort(), "each migration applied by exactly one");
   } finally {
     await db.drop();
@@ -51,25 +74,55 @@ Deno.test("ten concurrent installs all succeed and apply each migration once", a
 Deno.test("a migration that changed after it was applied is refused", async () => {
   const db = await freshDatabase("install_changed", { install: true });
   try {
-    await db.sql`UPDATE retask_migrations SET checksum = 'edited' WHERE version = 2`;
+    await db.sql`UPDATE retask.migrations SET checksum = 'edited' WHERE version = 1`;
     await assert.rejects(
       install(db.sql),
-      /migration 0002_programs.sql differs from the one applied to this database/,
+      /migration 0001_tables.sql differs from the one applied to this database/,
     );
     // nor does a worker or command start on it
     await assert.rejects(
       requireInstalled(db.sql),
-      /migration 0002_programs.sql differs from the one applied to this database/,
+      /migration 0001_tables.sql differs from the one applied to this database/,
     );
   } finally {
     await db.drop();
   }
 });
 
+Deno.test("a function file that changed is applied again, keeping what was granted", async () => {
+  const db = await freshDatabase("install_refresh", { install: true });
+  const role = `${db.name}_w`;
+  try {
+    await db.admin(`CREATE ROLE ${role}`);
+    await db.sql.unsafe(`
+      GRANT EXECUTE ON FUNCTION retask.tasks_pending() TO ${role};
+      GRANT EXECUTE ON FUNCTION empapi.get_tasks() TO ${role};
+      REVOKE EXECUTE ON FUNCTION empapi.get_tasks() FROM PUBLIC;
+      -- what an older version left behind: a function the files no longer define
+      CREATE FUNCTION retask.dropped_since() RETURNS int LANGUAGE sql AS 'SELECT 1';
+      UPDATE retask.migrations SET checksum = 'older' WHERE file = 'state_machine.sql';`);
+    await assert.rejects(requireInstalled(db.sql), /from another version .*; run retask install/);
+    const result = await install(db.sql);
+    assert.deepEqual(result.migrations, []);
+    assert.deepEqual(result.functions, [...FUNCTION_FILES]);
+    await requireInstalled(db.sql);
+    const [row] = await db.sql`
+      SELECT to_regproc('retask.dropped_since') IS NULL AS gone,
+             has_function_privilege(${role}, 'retask.tasks_pending()', 'EXECUTE') AS pending,
+             has_function_privilege(${role}, 'empapi.get_tasks()', 'EXECUTE') AS api,
+             has_function_privilege('public', 'empapi.get_tasks()', 'EXECUTE') AS everyone`;
+    assert.deepEqual(row, { gone: true, pending: true, api: true, everyone: false });
+  } finally {
+    await db.drop();
+    await db.admin(`DROP ROLE IF EXISTS ${role}`);
+  }
+});
+
 Deno.test("a newer schema than this code knows is refused", async () => {
   const db = await freshDatabase("install_newer", { install: true });
   try {
-    await db.sql`INSERT INTO retask_migrations (version, name) VALUES (999, '0999_future.sql')`;
+    await db.sql`INSERT INTO retask.migrations (file, version, checksum)
+                 VALUES ('0999_future.sql', 999, 'x')`;
     await assert.rejects(install(db.sql), /schema version 999, newer than this retask's/);
     // nor does a worker or command start against it: it may call what the newer one replaced
     await assert.rejects(
@@ -85,21 +138,21 @@ Deno.test("an install that fails part-way changes nothing", async () => {
   const db = await freshDatabase("install_fails");
   try {
     await installCourse(db.sql, { history: true });
-    // the user's own view on a function that a later migration replaces
+    // the user's own view on a course function that install replaces
     await db.sql`CREATE VIEW my_tasks AS SELECT * FROM empapi.get_tasks()`;
     const columns = () =>
       db.sql<{ column_name: string }[]>`
-        SELECT column_name FROM information_schema.columns
+        SELECT table_schema, column_name FROM information_schema.columns
         WHERE table_name = 'tasks' ORDER BY ordinal_position`;
     const before = [...await columns()];
     await assert.rejects(
       install(db.sql),
-      /^RetaskError: migration 0004_run\.sql failed: cannot drop function empapi\.get_tasks\(\) because other objects depend on it \(view my_tasks depends on function empapi\.get_tasks\(\)\); nothing was changed$/,
+      /^RetaskError: migration 0001_tables\.sql failed: cannot drop function empapi\.get_tasks\(\) because other objects depend on it \(view public\.my_tasks depends on function empapi\.get_tasks\(\)\); nothing was changed$/,
     );
-    assert.deepEqual([...await columns()], before, "0001's new columns were rolled back");
-    const [{ migrations }] = await db.sql<{ migrations: string | null }[]>`
-      SELECT to_regclass('retask_migrations')::text AS migrations`;
-    assert.equal(migrations, null);
+    assert.deepEqual([...await columns()], before, "the tables were not moved nor changed");
+    const [{ schema }] = await db.sql<{ schema: string | null }[]>`
+      SELECT to_regnamespace('retask')::text AS schema`;
+    assert.equal(schema, null);
     await db.sql`DROP VIEW my_tasks`;
     assert.equal((await install(db.sql)).version, SCHEMA_VERSION);
   } finally {

@@ -1,25 +1,29 @@
--- retask 0002: programs and enqueueing. A program is a function taking one
--- jsonb argument, registered under a name with its retry policy; enqueueing
--- validates a task against both and inserts it as scheduled. The rest of a
--- task's life is 0003, the state machine.
-
--- The seed's version may differ in return type; replace it outright.
-DROP FUNCTION IF EXISTS register_program(text, text);
+-- retask: programs and enqueueing. A program is a function taking one jsonb
+-- argument, registered under a name with its retry policy; enqueueing checks a
+-- task against both and inserts it as scheduled. The rest of a task's life is
+-- state_machine.sql.
 
 -- The function behind a program: exists, is a plain function, takes exactly one
 -- jsonb argument and declares its result columns. Errors say what to fix.
-CREATE FUNCTION program_function(func text) RETURNS regprocedure
-LANGUAGE plpgsql STABLE AS $$
+-- The name resolves as the caller wrote it, under `path` (by default the
+-- caller's search_path: a default is evaluated before the function's own
+-- search_path applies); it is stored schema-qualified, so running a program
+-- never depends on a search_path.
+CREATE FUNCTION retask.program_function(
+    func text, path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS regprocedure LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     fn regprocedure;
-    proc pg_proc;
+    proc pg_catalog.pg_proc;
 BEGIN
     IF func IS NULL OR btrim(func) = '' THEN
         RAISE EXCEPTION 'function name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- the name as one identifier first, as the course application's
     -- quote_ident(func) read it ('StockTask' is "StockTask"), then as SQL text
-    -- (schema-qualified, quoted parts)
+    -- (schema-qualified, quoted parts); the caller's path only for this lookup
+    PERFORM set_config('search_path', path, true);
     IF func !~ '[."]' THEN
         fn := to_regprocedure(quote_ident(func) || '(jsonb)');
     END IF;
@@ -30,12 +34,17 @@ BEGIN
             fn := NULL;
         END;
     END IF;
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
     IF fn IS NULL THEN
         RAISE EXCEPTION 'function %(jsonb) does not exist', func
             USING ERRCODE = 'undefined_function',
                   HINT = 'A program is a function taking one jsonb argument: CREATE FUNCTION name(params jsonb) RETURNS ...';
     END IF;
-    SELECT * INTO proc FROM pg_proc WHERE oid = fn;
+    SELECT * INTO proc FROM pg_catalog.pg_proc WHERE oid = fn;
+    IF proc.pronamespace = pg_my_temp_schema() OR pg_is_other_temp_schema(proc.pronamespace) THEN
+        RAISE EXCEPTION '% is a temporary function', fn
+            USING ERRCODE = 'wrong_object_type', HINT = 'A program must outlive the session that registers it.';
+    END IF;
     IF proc.prokind <> 'f' THEN
         RAISE EXCEPTION '% is not a plain function', fn
             USING ERRCODE = 'wrong_object_type', HINT = 'Procedures, aggregates and window functions cannot be programs.';
@@ -50,10 +59,12 @@ END
 $$;
 
 -- Rejects a retry policy the tables would refuse, with a message that says
--- why; NULL means "not given" and passes. Shared by programs and tasks.
-CREATE FUNCTION check_retry_policy(
+-- why; NULL means "not given" and passes. Shared by programs and tasks, and by
+-- the CLI, which asks before it writes anything.
+CREATE FUNCTION retask.check_retry_policy(
     max_attempts integer, retry_backoff text, retry_delay interval, retry_delay_max interval)
-RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF max_attempts NOT BETWEEN 1 AND 100 THEN
         RAISE EXCEPTION 'max attempts must be between 1 and 100, got %', max_attempts
@@ -76,12 +87,14 @@ $$;
 -- Creates a program, or updates the one of that name. Names are matched
 -- exactly; a lock keeps two concurrent registrations of one name from both
 -- inserting.
-CREATE FUNCTION upsert_program(
+CREATE FUNCTION retask.upsert_program(
     name text, func text,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
     retry_backoff text DEFAULT NULL, retry_delay_max interval DEFAULT NULL,
+    path text DEFAULT pg_catalog.current_setting('search_path'),
     OUT program_id bigint, OUT created boolean)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     fn regprocedure;
@@ -90,71 +103,76 @@ BEGIN
     IF upsert_program.name IS NULL OR btrim(upsert_program.name) = '' THEN
         RAISE EXCEPTION 'program name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM check_retry_policy(upsert_program.max_attempts, upsert_program.retry_backoff,
-                               upsert_program.retry_delay, upsert_program.retry_delay_max);
-    fn := program_function(upsert_program.func);
-    -- stored schema-qualified and quoted, so running it never depends on a search_path
+    PERFORM retask.check_retry_policy(upsert_program.max_attempts, upsert_program.retry_backoff,
+                                      upsert_program.retry_delay, upsert_program.retry_delay_max);
+    fn := retask.program_function(upsert_program.func, upsert_program.path);
     SELECT format('%I.%I', n.nspname, p.proname) INTO canonical
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn;
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.oid = fn;
 
     PERFORM pg_advisory_xact_lock(hashtextextended('retask.program:' || upsert_program.name, 0));
-    UPDATE programs p
+    UPDATE retask.programs p
     SET func = canonical,
         max_attempts = coalesce(upsert_program.max_attempts, p.max_attempts),
         retry_delay = coalesce(upsert_program.retry_delay, p.retry_delay),
         retry_backoff = coalesce(upsert_program.retry_backoff, p.retry_backoff),
         retry_delay_max = coalesce(upsert_program.retry_delay_max, p.retry_delay_max)
-    WHERE p.program_id = (SELECT min(q.program_id) FROM programs q WHERE q.name = upsert_program.name)
+    WHERE p.program_id = (SELECT min(q.program_id) FROM retask.programs q
+                          WHERE q.name = upsert_program.name)
     RETURNING p.program_id INTO upsert_program.program_id;
     created := NOT FOUND;
     IF created THEN
-        INSERT INTO programs (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max)
+        INSERT INTO retask.programs (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max)
         VALUES (upsert_program.name, canonical,
                 coalesce(upsert_program.max_attempts, 3), coalesce(upsert_program.retry_delay, '0'),
-                coalesce(upsert_program.retry_backoff, 'fixed'), coalesce(upsert_program.retry_delay_max, '1 hour'))
+                coalesce(upsert_program.retry_backoff, 'fixed'),
+                coalesce(upsert_program.retry_delay_max, '1 hour'))
         RETURNING programs.program_id INTO upsert_program.program_id;
     END IF;
 END
 $$;
 
--- The seed's entry point.
-CREATE FUNCTION register_program(name text, func text) RETURNS bigint
-LANGUAGE sql VOLATILE AS $$
-    SELECT program_id FROM upsert_program(name, func)
+-- Checks where a task runs: on this server (both NULL) or on host:port.
+CREATE FUNCTION retask.check_host_port(host text, port text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (host IS NULL) <> (port IS NULL) THEN
+        RAISE EXCEPTION 'host and port go together: give both or neither'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF host IS NOT NULL AND btrim(host) = '' THEN
+        RAISE EXCEPTION 'host is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF port IS NOT NULL AND (port !~ '^[0-9]{1,5}$' OR port::integer NOT BETWEEN 1 AND 65535) THEN
+        RAISE EXCEPTION 'port must be a number from 1 to 65535, got "%"', port
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
 $$;
 
 -- Queues one task per element of `params`, in order. NULLs in the optional
 -- arguments take the program's policy.
-CREATE FUNCTION enqueue_tasks(
+CREATE FUNCTION retask.enqueue_tasks(
     program_id bigint, params jsonb[],
     host text DEFAULT NULL, port text DEFAULT NULL,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
     retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
-RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE AS $$
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    prog programs;
+    prog retask.programs;
     bad jsonb;
 BEGIN
-    SELECT * INTO prog FROM programs p WHERE p.program_id = enqueue_tasks.program_id;
+    SELECT * INTO prog FROM retask.programs p WHERE p.program_id = enqueue_tasks.program_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'program % does not exist', enqueue_tasks.program_id
-            USING ERRCODE = 'no_data_found', HINT = 'List the programs with empapi.get_programs().';
+            USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
     END IF;
-    IF (enqueue_tasks.host IS NULL) <> (enqueue_tasks.port IS NULL) THEN
-        RAISE EXCEPTION 'host and port go together: give both or neither'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF enqueue_tasks.port IS NOT NULL
-       AND (enqueue_tasks.port !~ '^[0-9]{1,5}$' OR enqueue_tasks.port::integer NOT BETWEEN 1 AND 65535) THEN
-        RAISE EXCEPTION 'port must be a number from 1 to 65535, got "%"', enqueue_tasks.port
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF enqueue_tasks.host IS NOT NULL AND btrim(enqueue_tasks.host) = '' THEN
-        RAISE EXCEPTION 'host is empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM check_retry_policy(enqueue_tasks.max_attempts, enqueue_tasks.retry_backoff,
-                               enqueue_tasks.retry_delay, NULL);
+    PERFORM retask.check_host_port(enqueue_tasks.host, enqueue_tasks.port);
+    PERFORM retask.check_retry_policy(enqueue_tasks.max_attempts, enqueue_tasks.retry_backoff,
+                                      enqueue_tasks.retry_delay, NULL);
     SELECT p INTO bad FROM unnest(enqueue_tasks.params) p
     WHERE p IS NOT NULL AND jsonb_typeof(p) <> 'object' LIMIT 1;
     IF FOUND THEN
@@ -163,8 +181,8 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    INSERT INTO tasks AS t (program_id, status, params, host, port,
-                            max_attempts, retry_delay, retry_backoff, retry_delay_max, run_after)
+    INSERT INTO retask.tasks AS t (program_id, status, params, host, port,
+                                   max_attempts, retry_delay, retry_backoff, retry_delay_max, run_after)
     SELECT prog.program_id, 'scheduled', coalesce(u.p, '{}'), enqueue_tasks.host, enqueue_tasks.port,
            coalesce(enqueue_tasks.max_attempts, prog.max_attempts),
            coalesce(enqueue_tasks.retry_delay, prog.retry_delay),
@@ -181,12 +199,13 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION enqueue_task(
+CREATE FUNCTION retask.enqueue_task(
     program_id bigint, params jsonb DEFAULT '{}',
     host text DEFAULT NULL, port text DEFAULT NULL,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
     retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
-RETURNS bigint LANGUAGE sql VOLATILE AS $$
-    SELECT enqueue_tasks(program_id, ARRAY[params], host, port,
-                         max_attempts, retry_delay, retry_backoff, run_after)
+RETURNS bigint LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT retask.enqueue_tasks(program_id, ARRAY[params], host, port,
+                                max_attempts, retry_delay, retry_backoff, run_after)
 $$;

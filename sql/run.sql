@@ -1,0 +1,387 @@
+-- retask: running programs inside the database. run_program runs one and
+-- renders its result as the course's text table; run_tasks runs a whole batch
+-- in one statement (the worker's fast path); process_tasks is the course's
+-- in-database worker loop. All record through record_attempts
+-- (state_machine.sql). PL/pgSQL only: stock PostgreSQL (and managed services)
+-- have no PL/Python.
+
+-- The course's text table: names centred over their column (as Python's
+-- str.center: the odd space goes left when the width is odd), a line of dashes,
+-- then each value left-justified; NULL prints as an empty cell. Widths count
+-- characters, not bytes.
+CREATE FUNCTION retask.render_table(names text[], cells text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ncols integer := cardinality(names);
+    nrows integer := coalesce(array_length(cells, 1), 0);
+    widths integer[] := array_fill(0, ARRAY[ncols]);
+    line text[];
+    out text := '';
+    margin integer;
+    lpad_n integer;
+    v text;
+BEGIN
+    FOR c IN 1 .. ncols LOOP
+        widths[c] := length(names[c]);
+        FOR r IN 1 .. nrows LOOP
+            widths[c] := greatest(widths[c], length(coalesce(cells[r][c], '')));
+        END LOOP;
+    END LOOP;
+
+    line := '{}';
+    FOR c IN 1 .. ncols LOOP
+        margin := widths[c] - length(names[c]);
+        lpad_n := margin / 2 + (margin & widths[c] & 1);
+        line := line || (repeat(' ', lpad_n) || names[c] || repeat(' ', margin - lpad_n));
+    END LOOP;
+    out := array_to_string(line, ' ') || E'\n';
+
+    line := '{}';
+    FOR c IN 1 .. ncols LOOP
+        line := line || repeat('-', widths[c]);
+    END LOOP;
+    out := out || array_to_string(line, ' ') || E'\n';
+
+    FOR r IN 1 .. nrows LOOP
+        line := '{}';
+        FOR c IN 1 .. ncols LOOP
+            v := coalesce(cells[r][c], '');
+            line := line || (v || repeat(' ', widths[c] - length(v)));
+        END LOOP;
+        out := out || array_to_string(line, ' ') || E'\n';
+    END LOOP;
+    RETURN out;
+END
+$$;
+
+-- The names of the columns `SELECT * FROM fn(...)` returns: its OUT/TABLE
+-- parameters, else the attributes of its composite result, else (a scalar
+-- result) the function's own name.
+CREATE FUNCTION retask.program_columns(fn regprocedure) RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (
+        SELECT coalesce(
+            (SELECT array_agg(coalesce(nullif(a.name, ''), 'column' || a.pos) ORDER BY a.pos)
+             FROM (SELECT u.name, row_number() OVER (ORDER BY u.ord) AS pos
+                   FROM unnest(p.proargmodes, p.proargnames) WITH ORDINALITY AS u(mode, name, ord)
+                   WHERE u.mode IN ('o', 'b', 't')) a),
+            (SELECT array_agg(att.attname::text ORDER BY att.attnum)
+             FROM pg_type ty JOIN pg_attribute att ON att.attrelid = ty.typrelid
+             WHERE ty.oid = p.prorettype AND ty.typrelid <> 0 AND att.attnum > 0
+               AND NOT att.attisdropped),
+            ARRAY[p.proname::text])
+        FROM pg_proc p WHERE p.oid = fn);
+END
+$$;
+
+-- A failed program's PG_EXCEPTION_CONTEXT without retask's own frames: the
+-- dynamic query run_program builds and everything that called it say nothing
+-- about the program.
+CREATE FUNCTION retask.program_error_context(context text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT nullif(regexp_replace(context, '\n?SQL statement "SELECT pg_catalog\.array_agg\(ARRAY\[.*$', ''), '')
+$$;
+
+-- Runs program `program_id` with `params` and renders what it returned. The
+-- program runs with the caller's rights and sees the search_path a plain
+-- session of the caller's role would (the course's programs name their tables
+-- unqualified). The function is looked up by name on every run (cheap); what
+-- the session keeps, per program, is what that lookup last gave and the
+-- result's column names: {func, oid, names, relid}. A session can write that
+-- setting itself, so nothing taken from it is trusted as SQL: the function
+-- called is always the one `func` resolves to now, and the query is built from
+-- its oid on every run. `relid` is the relation of a composite result, whose
+-- columns can change under the same function: its names are read every run.
+CREATE FUNCTION retask.run_program(program_id bigint, params jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    func text;
+    fn regprocedure;
+    cache text[];
+    names text[];
+    relid oid := 0;
+    cols text := '';
+    aliases text := '';
+    query text;
+    cells text[];
+BEGIN
+    SELECT p.func INTO func FROM retask.programs p WHERE p.program_id = run_program.program_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'program % does not exist', run_program.program_id USING ERRCODE = 'no_data_found';
+    END IF;
+    cache := nullif(current_setting('retask.run_' || run_program.program_id, true), '')::text[];
+    IF cache[1] = func THEN
+        -- the two readings program_function tries, first as one identifier
+        IF func !~ '[."]' THEN
+            fn := to_regprocedure(quote_ident(func) || '(jsonb)');
+        END IF;
+        fn := coalesce(fn, to_regprocedure(func || '(jsonb)'));
+    END IF;
+    IF fn IS NOT NULL AND fn::oid = cache[2]::oid THEN
+        names := cache[3]::text[];
+        relid := cache[4]::oid;
+    ELSE
+        -- stored names are schema-qualified; a course-era one that is not
+        -- resolves under the session's own path
+        fn := retask.program_function(func, (SELECT s.reset_val FROM pg_settings s WHERE s.name = 'search_path'));
+        names := retask.program_columns(fn);
+        SELECT ty.typrelid INTO relid
+        FROM pg_proc p JOIN pg_type ty ON ty.oid = p.prorettype
+        WHERE p.oid = fn AND p.proallargtypes IS NULL;
+        relid := coalesce(relid, 0);
+        PERFORM set_config('retask.run_' || run_program.program_id,
+                           ARRAY[func, fn::oid::text, names::text, relid::text]::text, false);
+    END IF;
+    IF relid <> 0 THEN
+        names := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                       WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+                       ORDER BY a.attnum);
+    END IF;
+    -- positional aliases c1..cn, so no column name is ever spliced into SQL
+    FOR i IN 1 .. cardinality(names) LOOP
+        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'r.c' || i || '::pg_catalog.text';
+        aliases := aliases || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'c' || i;
+    END LOOP;
+    -- fn::regproc prints the name schema-qualified here (no user schema is on
+    -- this function's path), quoted where needed
+    query := format('SELECT pg_catalog.array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', cols, fn::regproc, aliases);
+    -- the program's own path, until this function returns
+    PERFORM set_config('search_path', (SELECT s.reset_val FROM pg_settings s WHERE s.name = 'search_path'), true);
+    EXECUTE query INTO cells USING params;
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    RETURN retask.render_table(names, cells);
+END
+$$;
+
+-- Runs attempt attempts[i] of task task_ids[i], for every i, and records how
+-- each ended, all in the caller's statement: the programs' effects and their
+-- endings commit together. Every row is locked before any program runs; each
+-- program runs under a savepoint, so a failure undoes only its own effects.
+-- One row per task, in task_id order; `outcome` says what became of it:
+--   finished, retry, error  the attempt ran and is recorded (record_attempts);
+--               `error` is its message, `status` the task's status after;
+--   taken       the task is not running that attempt (it was rescued): not run;
+--   cancelled   a cancel request stopped its program. Nothing is recorded: the
+--               caller records it (as lost if it was stopping, else as an error
+--               with SQLSTATE 57014), with `error` and `context`;
+--   unrun       not started, or stopped before it had its full time; nothing
+--               recorded: run it again in a new statement.
+-- The session's statement_timeout is the per-task timeout, and every task must
+-- get all of it. Raised in the statement's first program, it is that task's
+-- timeout (recorded), and the rest come back unrun (the timer is spent). Raised
+-- in a later program, it cut short a task that had not had its full time: that
+-- task and the rest come back unrun.
+CREATE FUNCTION retask.run_tasks(task_ids bigint[], attempts integer[])
+RETURNS TABLE (task_id bigint, outcome text, status text, error text, context text,
+               duration_ms double precision)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    timeout interval := current_setting('statement_timeout')::interval;
+    held retask.tasks[];
+    task retask.tasks;
+    n integer := 0;
+    -- per task run, in task_id order
+    ids bigint[] := '{}';
+    tries integer[] := '{}';
+    ends text[] := '{}';
+    results text[] := '{}';
+    errors text[] := '{}';
+    codes text[] := '{}';
+    contexts text[] := '{}';
+    starts timestamptz[] := '{}';
+    stops timestamptz[] := '{}';
+    began timestamptz;
+    ended timestamptz;
+    res text;
+    err text;
+    ctx text;
+    code text;
+    timed_out boolean;
+    cut_at bigint;
+    cut_state text;
+    cut_error text;
+    cut_context text;
+BEGIN
+    IF coalesce(cardinality(task_ids), 0) <> coalesce(cardinality(attempts), 0) THEN
+        RAISE EXCEPTION 'run_tasks needs as many attempts as task_ids'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    held := ARRAY(SELECT t FROM retask.lock_tasks(task_ids, attempts) t);
+    FOREACH task IN ARRAY held LOOP
+        -- a program that caught the timeout's cancel itself spent the timer:
+        -- the rest need a statement of their own
+        IF n > 0 AND timeout > '0' AND clock_timestamp() - statement_timestamp() >= timeout THEN
+            cut_at := task.task_id;
+            cut_state := 'unrun';
+            EXIT;
+        END IF;
+        began := clock_timestamp();
+        res := NULL;
+        err := NULL;
+        ctx := NULL;
+        code := NULL;
+        BEGIN
+            res := retask.run_program(task.program_id, task.params);
+        EXCEPTION
+            -- OTHERS leaves out the cancel and a failed ASSERT
+            WHEN others OR query_canceled OR assert_failure THEN
+                GET STACKED DIAGNOSTICS err := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
+                                        code := RETURNED_SQLSTATE;
+        END;
+        ended := clock_timestamp();
+        IF code = '57014' THEN
+            -- the timer starts a little before statement_timestamp(): a cancel
+            -- this late is the timeout, not a request. Named as PostgreSQL names
+            -- it in English, which record_attempts recognises whatever the
+            -- server's lc_messages.
+            timed_out := timeout > '0' AND ended - statement_timestamp() >= timeout * 0.9;
+            IF timed_out THEN
+                err := 'canceling statement due to statement timeout';
+            END IF;
+            IF n > 0 OR NOT timed_out THEN
+                cut_at := task.task_id;
+                cut_state := CASE WHEN timed_out THEN 'unrun' ELSE 'cancelled' END;
+                cut_error := err;
+                cut_context := retask.program_error_context(ctx);
+                EXIT;
+            END IF;
+        END IF;
+        n := n + 1;
+        ids[n] := task.task_id;
+        tries[n] := task.attempt_count;
+        ends[n] := CASE WHEN code IS NULL THEN 'finished' ELSE 'error' END;
+        results[n] := res;
+        errors[n] := err;
+        codes[n] := code;
+        contexts[n] := retask.program_error_context(ctx);
+        starts[n] := began;
+        stops[n] := ended;
+        -- a timeout in the first program is its own: it had all the time there was
+        EXIT WHEN code = '57014';
+    END LOOP;
+    -- the ones left to the caller were held here without their leases renewed
+    -- (renewal skips locked rows): the time this statement took does not count
+    IF cut_at IS NOT NULL OR n < cardinality(held) THEN
+        cut_at := coalesce(cut_at, held[n + 1].task_id);
+        cut_state := coalesce(cut_state, 'unrun');
+        UPDATE retask.tasks t
+        SET lease_expires_at = t.lease_expires_at + (clock_timestamp() - statement_timestamp())
+        WHERE t.task_id = ANY (ARRAY(SELECT (h).task_id FROM unnest(held) h WHERE (h).task_id >= cut_at))
+          AND t.lease_expires_at IS NOT NULL;
+    END IF;
+    RETURN QUERY
+    SELECT u.task_id,
+           CASE WHEN r.task_id IS NOT NULL THEN r.outcome
+                WHEN u.task_id = cut_at THEN cut_state
+                WHEN u.task_id > cut_at THEN 'unrun'
+                ELSE 'taken' END,
+           r.status,
+           CASE WHEN r.task_id IS NOT NULL THEN r.error WHEN u.task_id = cut_at THEN cut_error END,
+           CASE WHEN u.task_id = cut_at THEN cut_context END,
+           (CASE WHEN r.task_id IS NOT NULL
+                 THEN extract(epoch FROM stops[d.i] - starts[d.i]) * 1000
+                 WHEN u.task_id = cut_at THEN extract(epoch FROM ended - began) * 1000
+            END)::double precision
+    FROM unnest(run_tasks.task_ids) AS u(task_id)
+    LEFT JOIN retask.record_attempts(ids, tries, ends, results, errors, codes, contexts,
+                                     starts, stops, timeout) r ON r.task_id = u.task_id
+    LEFT JOIN unnest(ids) WITH ORDINALITY AS d(task_id, i) ON d.task_id = u.task_id
+    ORDER BY u.task_id;
+END
+$$;
+
+-- The course's in-database worker, for `CALL process_tasks()` from psql (the
+-- course layer's procedure calls this one). Same transitions as the retask
+-- worker; a program's effects and its ending commit together (the block is one
+-- subtransaction). Sleeps only when idle, and rescues tasks of vanished
+-- backends now and then. A procedure that commits cannot pin a search_path:
+-- every name here is qualified instead.
+CREATE PROCEDURE retask.process_tasks(idle interval DEFAULT '1 second')
+LANGUAGE plpgsql AS $$
+DECLARE
+    task retask.tasks;
+    result text;
+    msg text;
+    ctx text;
+    code text;
+    last_rescue timestamptz;
+    cancelled boolean := false;
+BEGIN
+    PERFORM pg_catalog.set_config('application_name', 'process_tasks', false);
+    <<forever>>
+    LOOP
+        IF last_rescue IS NULL
+           OR pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) last_rescue
+              OPERATOR(pg_catalog.>) interval '10 seconds' THEN
+            PERFORM retask.rescue_lost_tasks();
+            last_rescue := pg_catalog.clock_timestamp();
+        END IF;
+        task := NULL;
+        SELECT * INTO task FROM retask.take_tasks(1, 'process_tasks', NULL, false);
+        COMMIT;
+        IF task.task_id IS NULL THEN
+            PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', idle));
+            CONTINUE forever;
+        END IF;
+
+        BEGIN
+            result := retask.run_program(task.program_id, task.params);
+            IF NOT EXISTS (SELECT FROM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
+                                                               ARRAY['finished'], ARRAY[result])) THEN
+                RAISE EXCEPTION 'attempt % of task % was taken from this worker',
+                    task.attempt_count, task.task_id;
+            END IF;
+        EXCEPTION
+            -- OTHERS leaves out a failed ASSERT
+            WHEN others OR assert_failure THEN
+                GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
+                                        code := RETURNED_SQLSTATE;
+                PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
+                    ARRAY['error'], NULL, ARRAY[msg], ARRAY[code], ARRAY[retask.program_error_context(ctx)]);
+            WHEN query_canceled THEN
+                -- pg_cancel_backend (or a statement timeout) stops the worker; the
+                -- session lives on, so its task would never look abandoned: end the
+                -- attempt as lost before stopping
+                PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
+                    ARRAY['lost'], NULL, ARRAY['process_tasks was cancelled during the task']);
+                cancelled := true;
+        END;
+        COMMIT;
+        IF cancelled THEN
+            RAISE EXCEPTION 'canceling statement due to user request' USING ERRCODE = 'query_canceled';
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The assignment's check: 'Мне повезло' with probability `probability`
+-- (params, default 0.3), otherwise one of several different errors.
+CREATE FUNCTION retask.lucky(params jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p double precision := coalesce((params ->> 'probability')::double precision, 0.3);
+BEGIN
+    IF p NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'probability must be between 0 and 1, got %', p
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF random() < p THEN
+        RETURN 'Мне повезло';
+    END IF;
+    CASE floor(random() * 4)::integer
+        WHEN 0 THEN PERFORM 1 / 0;
+        WHEN 1 THEN PERFORM 'не число'::integer;
+        WHEN 2 THEN RAISE EXCEPTION 'Не повезло' USING ERRCODE = 'P0001', HINT = 'Попробуйте ещё раз.';
+        ELSE RAISE EXCEPTION 'the dice said no' USING ERRCODE = 'lock_not_available';
+    END CASE;
+    RETURN NULL;  -- unreachable: every branch above raises
+END
+$$;
