@@ -75,3 +75,9 @@ export function toRetaskError(error: unknown): RetaskError {
   }
   return new RetaskError("internal", String(error));
 }
+
+/** The one-line reason of an error, for logs and task results. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

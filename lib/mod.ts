@@ -1,19 +1,22 @@
 /**
  * retask's public API for Deno applications: connect, install the schema,
- * register programs, enqueue tasks (also inside your own transaction).
+ * register programs, enqueue tasks (also inside your own transaction), run a
+ * worker in-process, and read tasks back.
  *
  * ```ts
  * import { connect, enqueue, install, registerProgram } from "./lib/mod.ts";
- * const db = await connect(); // DATABASE_URL, else the embedded server
+ * const db = await connect(); // DATABASE_URL
  * await install(db.sql);
- * await registerProgram(db.sql, "lucky", "retask_lucky");
+ * await registerProgram(db.sql, "lucky", "retask.lucky");
  * await db.sql.begin((tx) => enqueue(tx, { program: "lucky", params: [{ probability: 0.3 }] }));
  * await db.close();
  * ```
+ *
+ * The embedded server (`lib/db/embedded.ts`) and the worker's internals are
+ * not part of this surface.
  * @module
  */
 export {
-  client,
   connect,
   type ConnectOptions,
   type Database,
@@ -22,28 +25,33 @@ export {
   type TransactionSql,
 } from "./db/connect.ts";
 export { type ErrorCode, RetaskError } from "./errors.ts";
-export { install, type InstallResult, SCHEMA_VERSION } from "./db/schema.ts";
 export {
-  enqueue,
-  type EnqueueOptions,
-  failTask,
-  finishTask,
+  DEFAULT_SCHEMA,
+  install,
+  type InstallOptions,
+  type InstallResult,
+  SCHEMA_VERSION,
+} from "./db/schema.ts";
+export {
+  type InSchema,
   listPrograms,
   type Program,
   type Registered,
   registerProgram,
-  rescueLostTasks,
   type RetryPolicy,
-  takeTasks,
-  type Task,
 } from "./queue/programs.ts";
+export { enqueue, type EnqueueOptions } from "./queue/enqueue.ts";
 export {
-  embeddedDataDir,
-  type EmbeddedServer,
-  startEmbedded,
-  type StartEmbeddedOptions,
-  stopEmbedded,
-} from "./db/embedded.ts";
+  type Attempt,
+  getTask,
+  listTasks,
+  type StatusCounts,
+  type Task,
+  type TaskDetail,
+  type TaskFilter,
+  type TaskList,
+  type TaskStatus,
+} from "./queue/read.ts";
 export {
   makeWorkerId,
   runWorker,
@@ -51,4 +59,4 @@ export {
   type WorkerSummary,
 } from "./worker/loop.ts";
 export { WORKER_DEFAULTS, type WorkerSettings } from "./worker/settings.ts";
-export type { AttemptOutcome, StatusAfter, TaskOutcome, WorkerLog } from "./worker/outcome.ts";
+export type { AttemptEnd, Outcome, StatusAfter, TaskOutcome, WorkerLog } from "./worker/outcome.ts";

@@ -195,9 +195,3 @@ export async function withinStall<T>(work: Promise<T>, ms = STALL_MS): Promise<T
     clearTimeout(timer);
   }
 }
-
-/** The one-line reason of an error, for logs and task results. */
-export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
-}

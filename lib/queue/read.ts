@@ -1,11 +1,13 @@
 /**
  * Reading tasks back: a filtered list with a count per status, and one task
- * with every attempt it made (`empapi.task_attempts`).
+ * with every attempt it made.
  * @module
  */
 import type { Queryable } from "../db/connect.ts";
 import { RetaskError } from "../errors.ts";
-import { resolveProgram } from "./programs.ts";
+import { DEFAULT_SCHEMA } from "../db/schema.ts";
+import type { AttemptEnd } from "../worker/outcome.ts";
+import { findProgram, type InSchema } from "./programs.ts";
 
 /** The four statuses a task can have, in life-cycle order. */
 export const STATUSES = ["scheduled", "running", "finished", "error"] as const;
@@ -23,27 +25,31 @@ export function parseStatus(text: string): TaskStatus {
   );
 }
 
-/** A task as `status` shows it. Times are the latest attempt's. */
-export interface TaskRow {
-  task_id: number;
-  program_id: number;
+/** A task: its row, its program's name, and how long its latest attempt ran. */
+export interface Task {
+  taskId: number;
+  programId: number;
   /** The program's name; null when the program row is gone. */
   program: string | null;
   status: TaskStatus;
   /** Attempts started so far (`attempt_count`). */
   attempt: number;
-  max_attempts: number;
+  maxAttempts: number;
   params: Record<string, unknown> | null;
   created: Date;
-  run_after: Date;
+  /** Not before this time (a retry waits here for its delay). */
+  runAfter: Date;
+  /** When the latest attempt started and ended. */
   started: Date | null;
   finished: Date | null;
   /** The latest attempt's run time; for a running task, so far. Null before the first. */
-  duration_ms: number | null;
+  durationMs: number | null;
   /** Starts with `attempt n of m`; null until an attempt ends. */
   result: string | null;
+  /** Set (with port) for a task that runs on another server. */
   host: string | null;
   port: string | null;
+  /** The worker that holds it or last held it. */
   worker: string | null;
 }
 
@@ -51,7 +57,7 @@ export interface TaskRow {
 export type StatusCounts = Record<TaskStatus, number> & { total: number };
 
 /** Filters for {@link listTasks}. */
-export interface TaskFilter {
+export interface TaskFilter extends InSchema {
   status?: TaskStatus;
   /** Program id or name; unknown ones are an input error naming those there are. */
   program?: string | number;
@@ -62,36 +68,40 @@ export interface TaskFilter {
 /** What {@link listTasks} returns. */
 export interface TaskList {
   /** Newest first. */
-  tasks: TaskRow[];
+  tasks: Task[];
   /** Counts for the program filter (not the status filter or the limit). */
   counts: StatusCounts;
   /** Tasks matching all the filters, of which `tasks` are the newest `limit`. */
   matching: number;
 }
 
-// The select list and FROM clause both queries share: a task as a TaskRow.
-function taskRows(sql: Queryable) {
+// The select list and FROM clause both queries share: a row as a Task.
+function taskRows(sql: Queryable, schema: string) {
   return sql`
-    SELECT t.task_id, t.program_id, p.name AS program, t.status, t.attempt_count AS attempt,
-           t.max_attempts, t.params, t.created, t.run_after, t.started, t.finished,
+    SELECT t.task_id AS "taskId", t.program_id AS "programId", p.name AS program, t.status,
+           t.attempt_count AS attempt, t.max_attempts AS "maxAttempts", t.params, t.created,
+           t.run_after AS "runAfter", t.started, t.finished,
            (extract(epoch FROM coalesce(t.finished, CASE WHEN t.status = 'running'
                                                           THEN clock_timestamp() END) - t.started)
-            * 1000)::float8 AS duration_ms,
+            * 1000)::float8 AS "durationMs",
            t.result, t.host, t.port, t.worker
-    FROM public.tasks t LEFT JOIN public.programs p ON p.program_id = t.program_id`;
+    FROM ${sql(schema)}.tasks t LEFT JOIN ${sql(schema)}.programs p ON p.program_id = t.program_id`;
 }
 
 /** The newest tasks matching `filter`, and how many tasks there are in each status. */
 export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promise<TaskList> {
-  const programId = filter.program === undefined ? null : await resolveProgram(sql, filter.program);
-  const tasks = await sql<TaskRow[]>`
-    ${taskRows(sql)}
+  const schema = filter.schema ?? DEFAULT_SCHEMA;
+  const programId = filter.program === undefined
+    ? null
+    : (await findProgram(sql, filter.program, filter)).programId;
+  const tasks = await sql<Task[]>`
+    ${taskRows(sql, schema)}
     WHERE (${filter.status ?? null}::text IS NULL OR t.status = ${filter.status ?? null}::text)
       AND (${programId}::bigint IS NULL OR t.program_id = ${programId}::bigint)
     ORDER BY t.task_id DESC
     LIMIT ${filter.limit ?? 20}`;
   const rows = await sql<{ status: TaskStatus; n: number }[]>`
-    SELECT status, count(*)::int AS n FROM public.tasks
+    SELECT status, count(*)::int AS n FROM ${sql(schema)}.tasks
     WHERE ${programId}::bigint IS NULL OR program_id = ${programId}::bigint
     GROUP BY status`;
   const counts = { scheduled: 0, running: 0, finished: 0, error: 0, total: 0 };
@@ -103,14 +113,14 @@ export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promis
   return { tasks: [...tasks], counts, matching };
 }
 
-/** One ended attempt of a task, from `empapi.task_attempts`. */
-export interface AttemptRow {
+/** One ended attempt of a task, from its history. */
+export interface Attempt {
   attempt: number;
   /** `finished`, `error` (the program raised), or `lost` (the worker vanished). */
-  outcome: "finished" | "error" | "lost";
+  outcome: AttemptEnd;
   started: Date | null;
   finished: Date;
-  duration_ms: number | null;
+  durationMs: number | null;
   /** The error message; null for a finished attempt. */
   error: string | null;
   /** Where the error happened (PostgreSQL's error context), if known. */
@@ -121,15 +131,20 @@ export interface AttemptRow {
 
 /** A task and its history. */
 export interface TaskDetail {
-  task: TaskRow;
+  task: Task;
   /** Ended attempts, first to last; a running attempt is not in it yet. */
-  attempts: AttemptRow[];
+  attempts: Attempt[];
 }
 
 /** Reads one task and its attempts. An unknown id is an input error. */
-export async function getTask(sql: Queryable, taskId: number): Promise<TaskDetail> {
-  const [task] = await sql<TaskRow[]>`
-    ${taskRows(sql)}
+export async function getTask(
+  sql: Queryable,
+  taskId: number,
+  options: InSchema = {},
+): Promise<TaskDetail> {
+  const schema = options.schema ?? DEFAULT_SCHEMA;
+  const [task] = await sql<Task[]>`
+    ${taskRows(sql, schema)}
     WHERE t.task_id = ${taskId}::bigint`;
   if (!task) {
     throw new RetaskError(
@@ -137,10 +152,11 @@ export async function getTask(sql: Queryable, taskId: number): Promise<TaskDetai
       `task ${taskId} does not exist; retask status lists the newest tasks`,
     );
   }
-  const attempts = await sql<AttemptRow[]>`
+  const attempts = await sql<Attempt[]>`
     SELECT attempt, outcome, started, finished,
-           (extract(epoch FROM finished - started) * 1000)::float8 AS duration_ms,
+           (extract(epoch FROM finished - started) * 1000)::float8 AS "durationMs",
            error, context, pid, worker
-    FROM empapi.task_attempts(${taskId}::bigint)`;
+    FROM ${sql(schema)}.task_attempts WHERE task_id = ${taskId}::bigint
+    ORDER BY attempt`;
   return { task, attempts: [...attempts] };
 }

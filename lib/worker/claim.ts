@@ -1,6 +1,7 @@
 /**
  * Claiming work: take a batch of runnable tasks for this worker, keep the
- * leases of the tasks it holds, and ask whether anything is left to do. All on
+ * leases of the tasks it holds, rescue those of vanished workers, and ask
+ * whether anything is left to do. All on
  * the worker's home connection, whose backend the taken tasks record as their
  * holder.
  * @module
@@ -17,8 +18,9 @@ export interface ClaimedTask {
   /** Set (with port) for a task that runs on another server. */
   host: string | null;
   port: string | null;
-  /** The whole task row, only for remote tasks: the remote server runs it from this. */
-  row: Record<string, unknown> | null;
+  programId: number;
+  /** The program's argument, only for a remote task (its server runs the program with it). */
+  params: unknown;
 }
 
 interface ClaimedRow {
@@ -29,7 +31,7 @@ interface ClaimedRow {
   program_id: number;
   host: string | null;
   port: string | null;
-  row: Record<string, unknown> | null;
+  params: unknown;
 }
 
 /**
@@ -38,25 +40,27 @@ interface ClaimedRow {
  */
 export async function claimTasks(
   home: Sql,
+  schema: string,
   max: number,
   worker: string,
   leaseMs: number,
 ): Promise<ClaimedTask[]> {
   const rows = await home<ClaimedRow[]>`
     SELECT t.task_id, t.attempt_count, t.max_attempts, t.program_id, p.name AS program,
-           t.host, t.port, CASE WHEN t.host IS NOT NULL THEN to_jsonb(t) END AS row
-    FROM public.take_tasks(${max}::integer, ${worker}::text,
-                           ${leaseMs}::integer * interval '1 millisecond', true) t
-    LEFT JOIN public.programs p ON p.program_id = t.program_id
+           t.host, t.port, CASE WHEN t.host IS NOT NULL THEN t.params END AS params
+    FROM ${home(schema)}.take_tasks(${max}::integer, ${worker}::text,
+                                    ${leaseMs}::integer * interval '1 millisecond', true) t
+    LEFT JOIN ${home(schema)}.programs p ON p.program_id = t.program_id
     ORDER BY t.task_id`;
   return rows.map((r) => ({
     taskId: r.task_id,
     attempt: r.attempt_count,
     maxAttempts: r.max_attempts,
     program: r.program ?? `program ${r.program_id}`,
+    programId: r.program_id,
     host: r.host,
     port: r.port,
-    row: r.row,
+    params: r.params,
   }));
 }
 
@@ -67,19 +71,28 @@ export async function claimTasks(
  */
 export async function renewLeases(
   home: Sql,
+  schema: string,
   held: readonly ClaimedTask[],
   leaseMs: number,
 ): Promise<number> {
   if (held.length === 0) return 0;
   const [row] = await home<{ renewed: number }[]>`
-    SELECT public.renew_leases(${held.map((t) => t.taskId)}::bigint[],
+    SELECT ${home(schema)}.renew_leases(${held.map((t) => t.taskId)}::bigint[],
                                ${held.map((t) => t.attempt)}::integer[],
                                ${leaseMs}::integer * interval '1 millisecond') AS renewed`;
   return row.renewed;
 }
 
 /** True while some task is scheduled (now or later) or running anywhere. */
-export async function tasksPending(home: Sql): Promise<boolean> {
-  const [row] = await home<{ pending: boolean }[]>`SELECT public.tasks_pending() AS pending`;
+export async function tasksPending(home: Sql, schema: string): Promise<boolean> {
+  const [row] = await home<{ pending: boolean }[]>`
+    SELECT ${home(schema)}.tasks_pending() AS pending`;
   return row.pending;
+}
+
+/** Ends, as lost, the running attempts whose backend is gone or whose lease ran out. */
+export async function rescueLostTasks(home: Sql, schema: string): Promise<number> {
+  const [row] = await home<{ rescued: number }[]>`
+    SELECT ${home(schema)}.rescue_lost_tasks() AS rescued`;
+  return row.rescued;
 }

@@ -14,23 +14,27 @@
  * ```
  * @module
  */
-import { type ClaimedTask, claimTasks, renewLeases, tasksPending } from "./claim.ts";
+import {
+  type ClaimedTask,
+  claimTasks,
+  renewLeases,
+  rescueLostTasks,
+  tasksPending,
+} from "./claim.ts";
 import {
   connectionTarget,
-  errorMessage,
   isConnectionError,
   openPool,
   reconnectDelay,
   withinStall,
 } from "../db/pool.ts";
 import type { Sql } from "../db/connect.ts";
-import { RetaskError } from "../errors.ts";
+import { checkSchemaName, DEFAULT_SCHEMA, requireInstalled } from "../db/schema.ts";
+import { errorMessage, RetaskError } from "../errors.ts";
 import { Lane } from "./lane.ts";
 import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
-import { rescueLostTasks } from "../queue/programs.ts";
 import { RemotePools } from "./remote.ts";
-import { requireInstalled } from "../db/schema.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./settings.ts";
 
@@ -47,6 +51,8 @@ export interface RunWorkerOptions extends Partial<WorkerSettings> {
   onLog?: (entry: WorkerLog) => void;
   /** The name tasks record as their worker (default `<hostname>:<pid>:<4 hex>`). */
   workerId?: string;
+  /** The schema retask was installed into (default `retask`). */
+  schema?: string;
 }
 
 /** What a worker did, returned when it stops. */
@@ -86,9 +92,17 @@ export async function runWorker(
   database: string | Sql,
   options: RunWorkerOptions = {},
 ): Promise<WorkerSummary> {
-  const { signal = new AbortController().signal, onOutcome, onLog, ...partial } = options;
+  const {
+    signal = new AbortController().signal,
+    onOutcome,
+    onLog,
+    workerId,
+    schema = DEFAULT_SCHEMA,
+    ...partial
+  } = options;
+  checkSchemaName(schema);
   const settings = resolveSettings(partial);
-  const worker = options.workerId ?? makeWorkerId();
+  const worker = workerId ?? makeWorkerId();
   const applicationName = `retask worker ${worker}`;
   const target = await connectionTarget(database);
   const summary: WorkerSummary = {
@@ -123,12 +137,14 @@ export async function runWorker(
   let home = openHome();
   const listener = new Listener(target, applicationName, () => wake.ring());
   const remote = new RemotePools(target, {
+    schema,
     database: settings.remoteDatabase,
     taskTimeoutMs: settings.taskTimeoutMs,
     poolSize: Math.min(settings.concurrency, 4),
     applicationName,
   });
   const context = {
+    schema,
     worker,
     batchSize: settings.batchSize,
     taskTimeoutMs: settings.taskTimeoutMs,
@@ -150,7 +166,7 @@ export async function runWorker(
   const lanes = Array.from({ length: settings.concurrency }, () => new Lane(openLane, context));
 
   try {
-    await withinStall(requireInstalled(home));
+    await withinStall(requireInstalled(home, schema));
     // allSettled: every attempt must have ended before the pools are closed
     const opened = await withinStall(Promise.allSettled(lanes.map((lane) => lane.connect())));
     const refused = opened.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -183,17 +199,17 @@ export async function runWorker(
         listener.ensure();
         if (performance.now() >= nextRenewal) {
           const held = lanes.flatMap((lane) => lane.held);
-          await withinStall(renewLeases(home, held, settings.leaseMs));
+          await withinStall(renewLeases(home, schema, held, settings.leaseMs));
           nextRenewal = performance.now() + settings.leaseMs / 3;
         }
         if (performance.now() >= nextRescue) {
-          await withinStall(rescueLostTasks(home));
+          await withinStall(rescueLostTasks(home, schema));
           nextRescue = performance.now() + settings.rescueIntervalMs;
         }
         const idle = lanes.filter((lane) => lane.idle);
         const wanted = idle.reduce((n, lane) => n + lane.capacity, 0);
         const tasks = wanted > 0
-          ? await withinStall(claimTasks(home, wanted, worker, settings.leaseMs))
+          ? await withinStall(claimTasks(home, schema, wanted, worker, settings.leaseMs))
           : [];
         distribute(tasks, idle);
         if (failures > 0) {
@@ -203,7 +219,7 @@ export async function runWorker(
         if (tasks.length > 0 && tasks.length === wanted) continue;
         if (
           settings.drain && lanes.every((lane) => lane.idle) &&
-          !(await withinStall(tasksPending(home)))
+          !(await withinStall(tasksPending(home, schema)))
         ) {
           return "drained";
         }

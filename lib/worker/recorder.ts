@@ -1,11 +1,14 @@
 /**
- * Completing attempts: one `complete_tasks` call records a whole batch's
- * outcomes, and the SQL (finish_task / fail_task) decides what follows each.
+ * Recording attempts that did not end inside `run_tasks` (remote runs, a
+ * statement that failed as a whole, a stopping or disconnected worker): one
+ * `record_attempts` call per group, the same SQL function `run_tasks`, the
+ * rescuer and process_tasks record through. SQL decides what follows each
+ * attempt; this file only pairs its answer with the tasks.
  * @module
  */
-import type { ClaimedTask } from "./claim.ts";
 import type { Sql, TransactionSql } from "../db/connect.ts";
-import { type AttemptEnd, outcomeOf, type StatusAfter, type TaskOutcome } from "./outcome.ts";
+import type { ClaimedTask } from "./claim.ts";
+import type { AttemptEnd, Outcome, StatusAfter, TaskOutcome } from "./outcome.ts";
 
 /** How one attempt ended, as the lane that ran it saw it. */
 export interface AttemptResult {
@@ -15,76 +18,106 @@ export interface AttemptResult {
   result: string | null;
   /** The error message of a failed or lost attempt. */
   error: string | null;
+  /** The SQLSTATE of a failed attempt, if PostgreSQL raised it. */
+  code: string | null;
   /** Where the error happened (PostgreSQL's context), if known. */
   context: string | null;
   durationMs: number;
-  /** When the attempt really ran, if known: in a batch, not when it was taken or completed. */
-  ranAt?: { started: Date; finished: Date };
 }
+
+/** A row of `record_attempts`, or of `run_tasks` for a task it ran. */
+export interface RecordedRow {
+  task_id: number;
+  status: StatusAfter;
+  outcome: Outcome;
+  error: string | null;
+}
+
+/** What the lane reports for a task it took but no longer held when it came to record it. */
+export const TAKEN = "the task had been taken from this worker";
 
 /** A finished attempt. */
 export function finished(task: ClaimedTask, result: string, durationMs: number): AttemptResult {
-  return { task, end: "finished", result, error: null, context: null, durationMs };
+  return { task, end: "finished", result, error: null, code: null, context: null, durationMs };
 }
 
-/** A failed attempt: the program raised, or it timed out. */
+/** A failed attempt: the program raised (`code` is its SQLSTATE), or it timed out. */
 export function failed(
   task: ClaimedTask,
   error: string,
+  code: string | null,
   context: string | null,
   durationMs: number,
 ): AttemptResult {
-  return { task, end: "error", result: null, error, context, durationMs };
+  return { task, end: "error", result: null, error, code, context, durationMs };
 }
 
 /** A lost attempt: the worker stopped or lost its connection before it ended. */
 export function lost(task: ClaimedTask, reason: string, durationMs = 0): AttemptResult {
-  return { task, end: "lost", result: null, error: reason, context: null, durationMs };
+  return { task, end: "lost", result: null, error: reason, code: null, context: null, durationMs };
 }
 
-/** The `complete_tasks` statement for `results`, not yet sent. */
-export function completeStatement(sql: Sql | TransactionSql, results: readonly AttemptResult[]) {
-  // as JSON: postgres.js reads a NULL element of a text[] as the string "NULL"
-  return sql<{ statuses: StatusAfter[] }[]>`
-    SELECT to_json(public.complete_tasks(
+/** Where and how to record: the schema, and the task timeout a 57014 means. */
+export interface RecordTarget {
+  schema: string;
+  worker: string;
+  taskTimeoutMs: number;
+}
+
+/** The `record_attempts` statement for `results`, not yet sent (it can be pipelined). */
+export function recordStatement(
+  sql: Sql | TransactionSql,
+  results: readonly AttemptResult[],
+  target: RecordTarget,
+) {
+  // text[] parameters as JSON: postgres.js reads a NULL element of a text[] as "NULL"
+  const texts = (pick: (r: AttemptResult) => string | null) =>
+    sql.json(results.map(pick)) as unknown as string;
+  const timeout = target.taskTimeoutMs > 0 ? target.taskTimeoutMs : null;
+  return sql<RecordedRow[]>`
+    SELECT task_id, status, outcome, error FROM ${sql(target.schema)}.record_attempts(
       ${results.map((r) => r.task.taskId)}::bigint[],
       ${results.map((r) => r.task.attempt)}::integer[],
-      ${results.map((r) => r.result)}::text[],
-      ${results.map((r) => r.error)}::text[],
-      ${results.map((r) => r.context)}::text[],
       ${results.map((r) => r.end)}::text[],
-      ${results.map((r) => r.ranAt?.started.toISOString() ?? null)}::timestamptz[],
-      ${results.map((r) => r.ranAt?.finished.toISOString() ?? null)}::timestamptz[])) AS statuses`;
+      ARRAY(SELECT jsonb_array_elements_text(${texts((r) => r.result)}::jsonb)),
+      ARRAY(SELECT jsonb_array_elements_text(${texts((r) => r.error)}::jsonb)),
+      ARRAY(SELECT jsonb_array_elements_text(${texts((r) => r.code)}::jsonb)),
+      ARRAY(SELECT jsonb_array_elements_text(${texts((r) => r.context)}::jsonb)),
+      timeout => ${timeout}::integer * interval '1 millisecond')`;
 }
 
 /** Records `results` in one statement (its own transaction) and says how each ended. */
-export async function completeTasks(
+export async function recordAttempts(
   sql: Sql,
   results: readonly AttemptResult[],
-  worker: string,
+  target: RecordTarget,
 ): Promise<TaskOutcome[]> {
   if (results.length === 0) return [];
-  const [row] = await completeStatement(sql, results);
-  return outcomes(results, row.statuses, worker);
+  return reportOf(results, await recordStatement(sql, results, target), target.worker);
 }
 
-/** Pairs each result with the status `complete_tasks` returned for it. */
-export function outcomes(
-  results: readonly AttemptResult[],
-  statuses: readonly StatusAfter[],
+/**
+ * The worker's events for `results`, from the rows SQL returned for them: a
+ * result with no row was not recorded (the task was taken from this worker).
+ */
+export function reportOf(
+  results: readonly { task: ClaimedTask; durationMs: number }[],
+  rows: readonly RecordedRow[],
   worker: string,
 ): TaskOutcome[] {
-  return results.map((r, i) => ({
-    taskId: r.task.taskId,
-    program: r.task.program,
-    attempt: r.task.attempt,
-    maxAttempts: r.task.maxAttempts,
-    durationMs: r.durationMs,
-    outcome: outcomeOf(r.end, statuses[i] ?? null),
-    status: statuses[i] ?? null,
-    error: statuses[i] === null && r.end === "finished"
-      ? "the task had been taken from this worker; its result was dropped"
-      : r.error,
-    worker,
-  }));
+  const byId = new Map(rows.map((row) => [row.task_id, row]));
+  return results.map(({ task, durationMs }) => {
+    const row = byId.get(task.taskId);
+    return {
+      taskId: task.taskId,
+      program: task.program,
+      attempt: task.attempt,
+      maxAttempts: task.maxAttempts,
+      durationMs,
+      outcome: row?.outcome ?? "lost",
+      status: row?.status ?? null,
+      error: row ? row.error : TAKEN,
+      worker,
+    };
+  });
 }

@@ -1,30 +1,37 @@
 /**
  * Remote execution: a task with `host`/`port` runs on that server (which has
  * retask installed, as a physical replica of the main one would), through one
- * small pool per host:port; its result comes back to be recorded on the main
- * server by the normal transitions.
+ * small pool per host:port, while one local transaction keeps the batch's rows
+ * locked; their outcomes are recorded on the main server by `record_attempts`
+ * before that transaction commits.
  * @module
  */
-import type { ClaimedTask } from "./claim.ts";
 import {
   type ConnectionTarget,
-  errorMessage,
   isConnectionError,
   openPool,
   retarget,
+  withinStall,
 } from "../db/pool.ts";
 import type { Sql } from "../db/connect.ts";
-
-/** A remote server could not be reached: the attempt fails with this message. */
-export class RemoteUnreachableError extends Error {
-  constructor(host: string, port: string, cause: unknown) {
-    super(`cannot reach ${host}:${port}: ${errorMessage(cause)}`, { cause });
-    this.name = "RemoteUnreachableError";
-  }
-}
+import { errorMessage } from "../errors.ts";
+import type { ClaimedTask } from "./claim.ts";
+import { type LaneHandle, STOPPED } from "./lane.ts";
+import { settle } from "./local.ts";
+import type { TaskOutcome } from "./outcome.ts";
+import {
+  type AttemptResult,
+  failed,
+  finished,
+  lost,
+  recordStatement,
+  reportOf,
+} from "./recorder.ts";
 
 /** Settings for {@link RemotePools}. */
 export interface RemoteOptions {
+  /** retask's schema, on the remote servers as here. */
+  schema: string;
   /** Database name on remote servers (default: the main connection's). */
   database?: string;
   /** Per-task statement timeout in ms, 0 for none. */
@@ -49,32 +56,43 @@ export class RemotePools {
   }
 
   /**
-   * Runs `task` on its server and returns the rendered result. Throws the
-   * server's error when the program fails, {@link RemoteUnreachableError} when
-   * the server cannot be reached. `onStart` receives the query, so the caller
-   * can cancel it.
+   * Runs `task` on its server and returns the rendered result, or the attempt's
+   * failure (the program's error, or a server that cannot be reached).
+   * `onStart` receives the query, so the caller can cancel it.
    */
-  async run(task: ClaimedTask, onStart?: (query: { cancel(): void }) => void): Promise<string> {
+  async run(
+    task: ClaimedTask,
+    onStart: (query: { cancel(): void }) => void,
+  ): Promise<AttemptResult> {
+    const started = performance.now();
+    const took = () => performance.now() - started;
     const host = task.host!;
     const port = task.port!;
-    const pool = this.#pool(host, port);
     try {
+      const pool = this.#pool(host, port);
       // one run of a task at a time on the remote server too: a retry after this
       // worker's kill -9 waits until the dead worker's backend has stopped
       const query = pool<{ result: string }[]>`
-        SELECT empapi.run(t) AS result
+        SELECT ${pool(this.#options.schema)}.run_program(${task.programId}::bigint,
+                                                         ${pool.json(task.params as never)}::jsonb)
+               AS result
         FROM (SELECT pg_advisory_xact_lock(hashtextextended('retask.task:' || ${task.taskId}, 0)))
-             AS one_at_a_time,
-             jsonb_populate_record(NULL::public.tasks, ${pool.json(task.row as never)}::jsonb) t`;
-      onStart?.(query);
+             AS one_at_a_time`;
+      onStart(query);
       const [row] = await query;
-      return row.result;
+      return finished(task, row.result, took());
     } catch (error) {
-      const code = (error as { code?: string }).code ?? "";
-      if (isConnectionError(error) || LOGIN_SQLSTATES.test(code)) {
-        throw new RemoteUnreachableError(host, port, error);
+      const { code = null, where = null } = error as { code?: string; where?: string | null };
+      if (isConnectionError(error) || LOGIN_SQLSTATES.test(code ?? "")) {
+        return failed(
+          task,
+          `cannot reach ${host}:${port}: ${errorMessage(error)}`,
+          null,
+          null,
+          took(),
+        );
       }
-      throw error;
+      return failed(task, errorMessage(error), code, where, took());
     }
   }
 
@@ -105,4 +123,46 @@ export class RemotePools {
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.end({ timeout: 1 })));
   }
+}
+
+/**
+ * Runs remote tasks side by side while one local transaction keeps their rows
+ * locked (`lock_tasks`), and records their outcomes before it commits. Throws
+ * when the transaction as a whole failed (nothing of it committed).
+ */
+export async function runRemote(
+  lane: LaneHandle,
+  tasks: readonly ClaimedTask[],
+): Promise<TaskOutcome[]> {
+  const { sql, ctx } = lane;
+  const [begun, locking] = await withinStall(Promise.all([
+    settle(sql`BEGIN`),
+    settle(sql<{ task_id: number }[]>`
+      SELECT task_id FROM ${sql(ctx.schema)}.lock_tasks(${tasks.map((t) => t.taskId)}::bigint[],
+                                                       ${tasks.map((t) => t.attempt)}::integer[])`),
+  ]));
+  if (!begun.ok) throw begun.error;
+  if (!locking.ok) throw locking.error;
+  const locked = new Set(locking.value.map((r) => r.task_id));
+  // a task not locked was rescued (and maybe retaken) since it was taken: not ours to run
+  const mine = tasks.filter((t) => locked.has(t.taskId));
+  const taken = tasks.filter((t) => !locked.has(t.taskId)).map((task) => ({ task, durationMs: 0 }));
+  const results = await Promise.all(mine.map(async (task) => {
+    if (lane.aborting) return lost(task, STOPPED);
+    let untrack = () => {};
+    const result = await ctx.remote.run(task, (query) => (untrack = lane.track(query)));
+    untrack();
+    // a program cancelled because the worker is stopping did not fail
+    return lane.aborting && result.code === "57014"
+      ? lost(task, STOPPED, result.durationMs)
+      : result;
+  }));
+  const [recorded, committed] = await withinStall(Promise.all([
+    results.length > 0 ? settle(recordStatement(sql, results, ctx)) : null,
+    settle(sql`COMMIT`),
+  ]));
+  // after a failed record_attempts the COMMIT rolled back: the batch failed as a whole
+  if (recorded && !recorded.ok) throw recorded.error;
+  if (!committed.ok) throw committed.error;
+  return reportOf([...results, ...taken], recorded?.ok ? recorded.value : [], ctx.worker);
 }

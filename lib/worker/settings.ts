@@ -4,7 +4,6 @@
  * @module
  */
 import { RetaskError } from "../errors.ts";
-import { parseInteger } from "../../cli/format.ts";
 
 /** How a worker runs. Every field has a default ({@link WORKER_DEFAULTS}). */
 export interface WorkerSettings {
@@ -47,6 +46,34 @@ export const WORKER_DEFAULTS: Readonly<WorkerSettings> = {
 const MAX_MS = 2 ** 31 - 1;
 const UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
 
+/** The numeric settings: the flag that sets each, and its bounds. The one list of them. */
+const BOUNDS = {
+  concurrency: { flag: "--concurrency", kind: "count", min: 1, max: 1000 },
+  batchSize: { flag: "--batch-size", kind: "count", min: 1, max: 1000 },
+  pollIntervalMs: { flag: "--poll-interval", kind: "duration", min: 10, max: MAX_MS },
+  rescueIntervalMs: { flag: "--rescue-interval", kind: "duration", min: 10, max: MAX_MS },
+  leaseMs: { flag: "--lease", kind: "duration", min: 300, max: MAX_MS },
+  taskTimeoutMs: { flag: "--task-timeout", kind: "duration", min: 0, max: MAX_MS },
+  shutdownTimeoutMs: { flag: "--shutdown-timeout", kind: "duration", min: 0, max: MAX_MS },
+} as const;
+
+type Numeric = keyof typeof BOUNDS;
+
+// The usage error for a value out of its bounds, naming it as `name`.
+function outOfBounds(name: string, key: Numeric, got: string): RetaskError {
+  const { kind, min, max } = BOUNDS[key];
+  const what = kind === "count"
+    ? `a whole number from ${min} to ${max}`
+    : `a duration ${min > 0 ? `at least ${min} ms` : "0 or more"} ` +
+      "(milliseconds, or with a unit: 500ms, 2s, 1m)";
+  return new RetaskError("usage", `${name} must be ${what}, got "${got}"`);
+}
+
+function inBounds(key: Numeric, value: number): boolean {
+  const { kind, min, max } = BOUNDS[key];
+  return (kind === "duration" || Number.isSafeInteger(value)) && value >= min && value <= max;
+}
+
 /**
  * Parses a duration: a number of milliseconds (`500`), or a number with a unit
  * (`500ms`, `2s`, `1.5m`, `1h`). Throws a usage error naming `flag`.
@@ -77,28 +104,28 @@ export interface WorkFlags {
   remoteDatabase?: string;
 }
 
+const FLAG_KEYS: Record<Numeric, keyof WorkFlags> = {
+  concurrency: "concurrency",
+  batchSize: "batchSize",
+  pollIntervalMs: "pollInterval",
+  rescueIntervalMs: "rescueInterval",
+  leaseMs: "lease",
+  taskTimeoutMs: "taskTimeout",
+  shutdownTimeoutMs: "shutdownTimeout",
+};
+
 /** Turns command-line flags into settings; missing ones take the defaults. */
 export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
-  const d = WORKER_DEFAULTS;
-  const duration = (flag: string, text: string | undefined, fallback: number, min: number) =>
-    text === undefined ? fallback : parseDuration(flag, text, min);
-  const count = (flag: string, text: string | undefined, fallback: number) =>
-    text === undefined ? fallback : parseInteger(flag, text, { min: 1, max: 1000, code: "usage" });
-  const settings: WorkerSettings = {
-    concurrency: count("--concurrency", flags.concurrency, d.concurrency),
-    batchSize: count("--batch-size", flags.batchSize, d.batchSize),
-    pollIntervalMs: duration("--poll-interval", flags.pollInterval, d.pollIntervalMs, 10),
-    rescueIntervalMs: duration("--rescue-interval", flags.rescueInterval, d.rescueIntervalMs, 10),
-    leaseMs: duration("--lease", flags.lease, d.leaseMs, 300),
-    taskTimeoutMs: duration("--task-timeout", flags.taskTimeout, d.taskTimeoutMs, 0),
-    shutdownTimeoutMs: duration(
-      "--shutdown-timeout",
-      flags.shutdownTimeout,
-      d.shutdownTimeoutMs,
-      0,
-    ),
-    drain: flags.drain === true,
-  };
+  const settings: WorkerSettings = { ...WORKER_DEFAULTS, drain: flags.drain === true };
+  for (const key of Object.keys(BOUNDS) as Numeric[]) {
+    const text = flags[FLAG_KEYS[key]];
+    if (typeof text !== "string") continue;
+    const value = BOUNDS[key].kind === "count"
+      ? (/^\s*[0-9]+\s*$/.test(text) ? Number(text) : NaN)
+      : parseDuration(BOUNDS[key].flag, text, BOUNDS[key].min);
+    if (!inBounds(key, value)) throw outOfBounds(BOUNDS[key].flag, key, text);
+    settings[key] = value;
+  }
   if (flags.remoteDatabase !== undefined) {
     if (flags.remoteDatabase.trim() === "") {
       throw new RetaskError("usage", "--remote-database must name a database, got an empty string");
@@ -111,26 +138,8 @@ export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
 /** Fills in the defaults for settings a library caller left out, and checks them. */
 export function resolveSettings(partial: Partial<WorkerSettings>): WorkerSettings {
   const settings = { ...WORKER_DEFAULTS, ...partial };
-  const counts = [["concurrency", settings.concurrency], [
-    "batchSize",
-    settings.batchSize,
-  ]] as const;
-  for (const [name, value] of counts) {
-    if (!Number.isSafeInteger(value) || value < 1) {
-      throw new RetaskError("usage", `${name} must be a whole number ≥ 1, got ${value}`);
-    }
-  }
-  const durations: [string, number, number][] = [
-    ["pollIntervalMs", settings.pollIntervalMs, 10],
-    ["rescueIntervalMs", settings.rescueIntervalMs, 10],
-    ["leaseMs", settings.leaseMs, 300],
-    ["taskTimeoutMs", settings.taskTimeoutMs, 0],
-    ["shutdownTimeoutMs", settings.shutdownTimeoutMs, 0],
-  ];
-  for (const [name, value, min] of durations) {
-    if (!Number.isFinite(value) || value < min || value > MAX_MS) {
-      throw new RetaskError("usage", `${name} must be from ${min} to ${MAX_MS} ms, got ${value}`);
-    }
+  for (const key of Object.keys(BOUNDS) as Numeric[]) {
+    if (!inBounds(key, settings[key])) throw outOfBounds(key, key, String(settings[key]));
   }
   return settings;
 }

@@ -2,6 +2,7 @@
  * Functions the tests register as programs.
  * @module
  */
+import type { Queryable } from "../../lib/db/connect.ts";
 
 /** Programs that always succeed, always fail, or write a row and then fail on request. */
 export const TEST_FUNCTIONS = `
@@ -16,3 +17,26 @@ export const TEST_FUNCTIONS = `
     RETURN 'wrote ' || (params ->> 'note');
   END $$;
 `;
+
+/** A task as `retask.take_tasks` returns it (the fields tests look at). */
+export interface TakenTask {
+  task_id: number;
+  status: string;
+  attempt_count: number;
+  max_attempts: number;
+  worker: string | null;
+  pid: number | null;
+  started: Date | null;
+}
+
+/** Takes up to `max` runnable tasks through `retask.take_tasks`, as a worker's claim does. */
+export function takeTasks(
+  sql: Queryable,
+  max: number,
+  worker: string | null = null,
+  lease: string | null = null,
+): Promise<TakenTask[]> {
+  return sql<TakenTask[]>`
+    SELECT * FROM retask.take_tasks(${max}::integer, ${worker}::text, ${lease}::interval)
+    ORDER BY task_id`;
+}

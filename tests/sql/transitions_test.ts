@@ -1,15 +1,46 @@
-// The task state machine (sql/0003_transitions.sql), driven through lib/queue.ts.
+// The task state machine (sql/state_machine.sql): take_tasks, record_attempts,
+// rescue_lost_tasks, called as SQL.
 import assert from "node:assert/strict";
-import { client } from "../../lib/db/connect.ts";
-import {
-  enqueue,
-  failTask,
-  finishTask,
-  registerProgram,
-  rescueLostTasks,
-  takeTasks,
-} from "../../lib/queue/programs.ts";
-import { freshDatabase, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
+import { client, type Queryable } from "../../lib/db/connect.ts";
+import { enqueue } from "../../lib/queue/enqueue.ts";
+import { registerProgram } from "../../lib/queue/programs.ts";
+import { freshDatabase, takeTasks, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
+
+// Ends an attempt through record_attempts: the task's status after it and the
+// outcome reported for it, or null when the task was not running that attempt.
+async function endAttempt(
+  sql: Queryable,
+  id: number,
+  attempt: number,
+  outcome: "finished" | "error" | "lost",
+  text: string,
+  context: string | null = null,
+) {
+  const [row] = await sql<{ status: string; outcome: string }[]>`
+    SELECT status, outcome FROM retask.record_attempts(
+      ARRAY[${id}]::bigint[], ARRAY[${attempt}]::integer[], ARRAY[${outcome}]::text[],
+      results => ARRAY[${outcome === "finished" ? text : null}]::text[],
+      errors => ARRAY[${outcome === "finished" ? null : text}]::text[],
+      contexts => ARRAY[${context}]::text[])`;
+  return row ?? null;
+}
+
+const finishTask = async (sql: Queryable, id: number, attempt: number, result: string) =>
+  (await endAttempt(sql, id, attempt, "finished", result))?.status ?? null;
+
+const failTask = async (
+  sql: Queryable,
+  id: number,
+  attempt: number,
+  error: string,
+  context: string | null = null,
+  outcome: "error" | "lost" = "error",
+) => (await endAttempt(sql, id, attempt, outcome, error, context))?.status ?? null;
+
+async function rescueLostTasks(sql: Queryable): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`SELECT retask.rescue_lost_tasks() AS n`;
+  return row.n;
+}
 
 Deno.test("task transitions", async (t) => {
   const db = await freshDatabase("transitions", { install: true });
@@ -62,14 +93,18 @@ Deno.test("task transitions", async (t) => {
     await t.step("a failure retries until the third attempt, then ends in error", async () => {
       await clearQueue();
       const [id] = await enqueue(sql, { program: ok });
-      const statuses = [];
+      const ends = [];
       for (let attempt = 1; attempt <= 3; attempt++) {
         const [taken] = await takeTasks(sql, 1);
         assert.equal(taken?.task_id, id, `attempt ${attempt} is runnable at once`);
         assert.equal(taken.attempt_count, attempt);
-        statuses.push(await failTask(sql, id, attempt, `boom ${attempt}`, "at line 1"));
+        ends.push(await endAttempt(sql, id, attempt, "error", `boom ${attempt}`, "at line 1"));
       }
-      assert.deepEqual(statuses, ["scheduled", "scheduled", "error"]);
+      assert.deepEqual(ends, [
+        { status: "scheduled", outcome: "retry" },
+        { status: "scheduled", outcome: "retry" },
+        { status: "error", outcome: "error" },
+      ]);
       const row = await task(id);
       assert.equal(row.attempt_count, 3);
       assert.equal(row.result, "attempt 3 of 3\nboom 3\nat line 1");
@@ -98,7 +133,10 @@ Deno.test("task transitions", async (t) => {
       await clearQueue();
       const [id] = await enqueue(sql, { program: ok });
       await takeTasks(sql, 1);
-      assert.equal(await failTask(sql, id, 1, "lost it", null, "lost"), "scheduled");
+      assert.deepEqual(await endAttempt(sql, id, 1, "lost", "lost it"), {
+        status: "scheduled",
+        outcome: "lost",
+      });
       assert.equal(await finishTask(sql, id, 1, "too late"), null, "stale while scheduled");
       await takeTasks(sql, 1);
       assert.equal(await finishTask(sql, id, 1, "too late"), null, "stale after a retake");
@@ -170,7 +208,7 @@ Deno.test("task transitions", async (t) => {
         const [id] = await enqueue(sql, { program: ok, maxAttempts: 1 });
         await takeTasks(sql, 1, "slow", "1 minute");
         assert.equal(await rescueLostTasks(sql), 0, "lease still valid");
-        await sql`UPDATE tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = ${id}`;
+        await sql`UPDATE retask.tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = ${id}`;
         assert.equal(await rescueLostTasks(sql), 1);
         const row = await task(id);
         assert.equal(row.status, "error");
@@ -219,7 +257,7 @@ Deno.test("task transitions", async (t) => {
         "attempt 2 of 2\nsecond try worked",
       ]);
       await assert.rejects(
-        sql`SELECT complete_task(t, 'done', 'x') FROM tasks t WHERE task_id = ${id}`,
+        sql`SELECT complete_task(t, 'done', 'x') FROM public.tasks t WHERE task_id = ${id}`,
         /a task completes as finished or error, not done/,
       );
     });

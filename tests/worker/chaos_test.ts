@@ -4,7 +4,7 @@
 // terminated midway. Every run must end with the same invariants.
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
-import { enqueue } from "../../lib/queue/programs.ts";
+import { enqueue } from "../../lib/mod.ts";
 import { freshDatabase, killWorkers, runWork, spawnWorker, waitFor } from "../harness/mod.ts";
 import {
   assertEffectsExactlyOnce,
@@ -37,7 +37,7 @@ Deno.test("workers under load and failure", async (t) => {
   try {
     await t.step("1,000 lucky tasks drained by one worker", async () => {
       await reset();
-      await enqueue(sql, { program: programs.retask_lucky, params: Array(1000).fill({}) });
+      await enqueue(sql, { program: programs.lucky, params: Array(1000).fill({}) });
       const { code, stderr } = await runWork(db.url, [...QUICK, "--drain", "--concurrency", "4"]);
       assert.equal(code, 0, stderr);
       await assertInvariants(sql);

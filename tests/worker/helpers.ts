@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
-import { registerProgram } from "../../lib/queue/programs.ts";
+import { registerProgram } from "../../lib/mod.ts";
 import { waitFor } from "../harness/mod.ts";
 
 /** Programs for worker tests; each writes a row per committed attempt where it matters. */
@@ -46,12 +46,16 @@ export const WORKER_FUNCTIONS = `
   END $$;
 `;
 
-/** Creates the test programs in `sql` and registers them under their function names. */
+/**
+ * Creates the test programs in `sql` and registers them under their function
+ * names, and the demo's `retask.lucky` as `lucky`.
+ */
 export async function installWorkerPrograms(sql: Sql): Promise<Record<string, number>> {
   await sql.unsafe(WORKER_FUNCTIONS);
   const ids: Record<string, number> = {};
-  for (const name of ["flaky", "sleepy_once", "sleepy", "retask_lucky"]) {
-    ids[name] = (await registerProgram(sql, name, name)).programId;
+  const functions = { flaky: "flaky", sleepy_once: "sleepy_once", sleepy: "sleepy" };
+  for (const [name, func] of Object.entries({ ...functions, lucky: "retask.lucky" })) {
+    ids[name] = (await registerProgram(sql, name, func)).programId;
   }
   return ids;
 }
@@ -66,7 +70,7 @@ export async function count(sql: Sql, query: string): Promise<number> {
 export function waitRunning(sql: Sql, pid: number, what: string): Promise<number> {
   return waitFor(async () => {
     const [row] = await sql<{ task_id: number }[]>`
-      SELECT task_id FROM tasks WHERE status = 'running' AND worker LIKE ${`%:${pid}:%`} LIMIT 1`;
+      SELECT task_id FROM retask.tasks WHERE status = 'running' AND worker LIKE ${`%:${pid}:%`} LIMIT 1`;
     return row?.task_id;
   }, what);
 }

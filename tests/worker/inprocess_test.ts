@@ -3,9 +3,9 @@
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
 import type { TaskOutcome } from "../../lib/worker/outcome.ts";
-import { enqueue, registerProgram, takeTasks } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { runWorker } from "../../lib/worker/loop.ts";
-import { freshDatabase, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
+import { freshDatabase, takeTasks, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 import { assertInvariants, installWorkerPrograms } from "./helpers.ts";
 
 Deno.test("worker in-process", async (t) => {
@@ -100,7 +100,7 @@ Deno.test("worker in-process", async (t) => {
 
     await t.step("retries follow the rule; the lucky program ends finished or at 3", async () => {
       await reset();
-      await enqueue(sql, { program: programs.retask_lucky, params: Array(200).fill({}) });
+      await enqueue(sql, { program: programs.lucky, params: Array(200).fill({}) });
       const summary = await runWorker(sql, { ...fast, concurrency: 3, drain: true });
       assert.equal(summary.finished + summary.errored, 200);
       assert.ok(summary.retried > 0);
@@ -277,15 +277,15 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
     // the third was rescued and taken again since: its first attempt is not ours to run
     await sql`UPDATE tasks SET attempt_count = 2 WHERE task_id = ${ids[2]}`;
     const rows = await sql<
-      { task_id: number; state: string; status: string | null; error: string | null }[]
+      { task_id: number; outcome: string; status: string | null; error: string | null }[]
     >`
-      SELECT task_id, state, status, error
+      SELECT task_id, outcome, status, error
       FROM run_tasks(${[ids[3], ids[0], ids[1], ids[2]]}::bigint[], '{1,1,1,1}')`;
-    assert.deepEqual(rows.map((r) => [r.task_id, r.state, r.status, r.error]), [
-      [ids[0], "ran", "finished", null],
-      [ids[1], "ran", "scheduled", "failed after writing"],
-      [ids[2], "not held", null, null],
-      [ids[3], "ran", "finished", null],
+    assert.deepEqual(rows.map((r) => [r.task_id, r.outcome, r.status, r.error]), [
+      [ids[0], "finished", "finished", null],
+      [ids[1], "retry", "scheduled", "failed after writing"],
+      [ids[2], "taken", null, null],
+      [ids[3], "finished", "finished", null],
     ], "in task order, whatever the order asked");
     const notes = await sql<{ task_note: string }[]>`SELECT task_note FROM side_effects ORDER BY 1`;
     assert.deepEqual(notes.map((n) => n.task_note), ["a", "d"], "the failure's write rolled back");
@@ -336,7 +336,7 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
   }
 });
 
-Deno.test("the worker's SQL: complete_tasks, finish_task, renew_leases", async () => {
+Deno.test("the worker's SQL: record_attempts and renew_leases", async () => {
   const db = await freshDatabase("worker_sql", { install: true });
   const { sql } = db;
   try {
@@ -346,13 +346,17 @@ Deno.test("the worker's SQL: complete_tasks, finish_task, renew_leases", async (
     const ids = await enqueue(sql, { program: ok, params: Array(4).fill({}), maxAttempts: 2 });
     const taken = await takeTasks(sql, 4, "w", "1 minute");
     assert.equal(taken.length, 4);
-    const [row] = await sql<{ statuses: (string | null)[] }[]>`
-      SELECT to_json(complete_tasks(${ids}::bigint[], ${[1, 1, 1, 2]}::integer[],
-                            ${["r1", null, null, "r4"]}::text[],
-                            ${[null, "boom", "gone", null]}::text[],
-                            ${[null, "ctx", null, null]}::text[],
-                            ${[null, null, "lost", null]}::text[])) AS statuses`;
-    assert.deepEqual(row.statuses, ["finished", "scheduled", "scheduled", null]);
+    const rows = await sql<{ task_id: number; status: string; outcome: string }[]>`
+      SELECT task_id, status, outcome FROM record_attempts(
+        ${ids}::bigint[], ${[1, 1, 1, 2]}::integer[], '{finished,error,lost,finished}',
+        results => '{r1,NULL,NULL,r4}', errors => '{NULL,boom,gone,NULL}',
+        contexts => '{NULL,ctx,NULL,NULL}')
+      ORDER BY task_id`;
+    assert.deepEqual(rows.map((r) => [r.task_id, r.status, r.outcome]), [
+      [ids[0], "finished", "finished"],
+      [ids[1], "scheduled", "retry"],
+      [ids[2], "scheduled", "lost"],
+    ], "the fourth was not running attempt 2: left alone, not returned");
     const history = await sql<
       { task_id: number; outcome: string; error: string | null; context: string | null }[]
     >`
@@ -366,19 +370,19 @@ Deno.test("the worker's SQL: complete_tasks, finish_task, renew_leases", async (
       ids[0]
     }`;
     assert.equal(first.result, "attempt 1 of 2\nr1");
-    assert.equal(
-      (await sql`SELECT finish_task(${ids[0]}, 1, 'again') AS s`)[0].s,
-      null,
-      "finish_task (now over finish_tasks) is still conditional",
-    );
-    assert.equal((await sql`SELECT finish_task(${ids[3]}, 1, 'late') AS s`)[0].s, "finished");
+    const again = await sql`
+      SELECT * FROM record_attempts(${[ids[0]]}::bigint[], '{1}', '{finished}', '{again}')`;
+    assert.equal(again.length, 0, "an attempt already ended is not ended again");
+    const late = await sql`
+      SELECT outcome FROM record_attempts(${[ids[3]]}::bigint[], '{1}', '{finished}', '{late}')`;
+    assert.deepEqual([...late], [{ outcome: "finished" }]);
     await assert.rejects(
-      sql`SELECT complete_tasks('{1}', '{}', NULL, NULL, NULL)`,
-      /as long as task_ids/,
+      sql`SELECT * FROM record_attempts('{1}', '{}', '{finished}')`,
+      /as many attempts and outcomes as task_ids/,
     );
     await assert.rejects(
-      sql`SELECT complete_tasks('{1}', '{1}', NULL, NULL, NULL, '{done}')`,
-      /finished, error or lost, not done/,
+      sql`SELECT * FROM record_attempts('{1}', '{1}', '{done}')`,
+      /an attempt ends as finished, error or lost/,
     );
 
     // renew_leases: extends and re-points held attempts, skips stale and locked ones
@@ -398,7 +402,7 @@ Deno.test("the worker's SQL: complete_tasks, finish_task, renew_leases", async (
       assert.equal(renewedBy, 1, "the locked one is skipped");
       const [lease] = await sql<{ left: number }[]>`
         SELECT extract(epoch FROM lease_expires_at - now()) AS left
-        FROM tasks WHERE task_id = ${retaken[0].task_id}`;
+        FROM retask.tasks WHERE task_id = ${retaken[0].task_id}`;
       assert.ok(Number(lease.left) > 3000);
     } finally {
       await other.end();

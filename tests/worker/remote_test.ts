@@ -3,7 +3,7 @@
 // results are recorded on the main one.
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { freshDatabase, killWorkers, runWork, spawnWorker, waitFor } from "../harness/mod.ts";
 import { assertInvariants, installWorkerPrograms } from "./helpers.ts";
 
@@ -126,7 +126,7 @@ Deno.test("kill -9 during a remote task: retried once the dead worker's run has 
     await waitFor(async () => {
       const rows = await replica.sql`
         SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
-          AND state = 'active' AND query LIKE '%empapi.run%' AND pid <> pg_backend_pid()`;
+          AND state = 'active' AND query LIKE '%run_program%' AND pid <> pg_backend_pid()`;
       return rows.length > 0;
     }, "the task to run on the remote server");
     const rescuer = spawnWorker(main.url, [...args, "--drain"]);

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
 import { startEmbedded, stopEmbedded } from "../../lib/db/embedded.ts";
-import { enqueue } from "../../lib/queue/programs.ts";
+import { enqueue } from "../../lib/mod.ts";
 import { install } from "../../lib/db/schema.ts";
 import { killWorkers, spawnWorker, waitFor } from "../harness/mod.ts";
 import {
@@ -21,6 +21,10 @@ Deno.test("a PostgreSQL restart: the worker reconnects and finishes the queue", 
   await Deno.chmod(dataDir, 0o755);
   try {
     const server = await startEmbedded({ dataDir });
+    // as in every test database: the course's names first, retask's own after
+    const admin = client(server.url, { max: 1 });
+    await admin`ALTER DATABASE postgres SET search_path = public, retask`;
+    await admin.end();
     let sql = client(server.url, { max: 2 });
     await install(sql);
     const programs = await installWorkerPrograms(sql);

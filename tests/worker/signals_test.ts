@@ -2,7 +2,7 @@
 // the shutdown timeout, and a second signal.
 import assert from "node:assert/strict";
 import type { Sql } from "../../lib/db/connect.ts";
-import { enqueue } from "../../lib/queue/programs.ts";
+import { enqueue } from "../../lib/mod.ts";
 import { freshDatabase, killWorkers, runWork, spawnWorker, waitFor } from "../harness/mod.ts";
 import { installWorkerPrograms, waitRunning } from "./helpers.ts";
 

@@ -1,22 +1,22 @@
 // A worker that cannot open its connections fails at the start, touching no
 // task. Also runs retask as an ordinary role, not a superuser.
 import assert from "node:assert/strict";
-import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { freshDatabase, runCli } from "../harness/mod.ts";
 
 Deno.test("work exits 1 when the server refuses its lane connections, taking nothing", async () => {
   const db = await freshDatabase("worker_start", { install: true });
   const role = `${db.name}_user`;
   try {
-    const { programId } = await registerProgram(db.sql, "lucky", "retask_lucky");
+    const { programId } = await registerProgram(db.sql, "lucky", "retask.lucky");
     await enqueue(db.sql, { program: programId, params: Array(20).fill({}) });
     // superusers are exempt from connection limits: an ordinary role allowed 4
     await db.sql.unsafe(`
       CREATE ROLE ${role} LOGIN CONNECTION LIMIT 4;
-      GRANT USAGE ON SCHEMA public, empapi TO ${role};
-      GRANT ALL ON ALL TABLES IN SCHEMA public TO ${role};
-      GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ${role};
-      GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public, empapi TO ${role};`);
+      GRANT USAGE ON SCHEMA retask TO ${role};
+      GRANT ALL ON ALL TABLES IN SCHEMA retask TO ${role};
+      GRANT ALL ON ALL SEQUENCES IN SCHEMA retask TO ${role};
+      GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA retask TO ${role};`);
     const url = new URL(db.url);
     url.username = role;
     const run = await runCli(["work", "--drain", "--concurrency", "10", "--quiet"], url.toString());

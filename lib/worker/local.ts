@@ -1,0 +1,146 @@
+/**
+ * The fast path: a lane's SQL programs run in one `run_tasks` statement per
+ * batch. The server locks the batch's rows (so a rescuer, which skips locked
+ * rows, cannot take them mid-run), runs each program under a savepoint (a
+ * failure rolls back only that task) and records every outcome before the
+ * statement's transaction commits: a program's effects and its ending commit
+ * together or not at all. One round trip and one commit per batch.
+ * @module
+ */
+import { isConnectionError, STALL_MS, withinStall } from "../db/pool.ts";
+import { errorMessage } from "../errors.ts";
+import type { ClaimedTask } from "./claim.ts";
+import type { LaneHandle } from "./lane.ts";
+import { failed, lost, recordAttempts, type RecordedRow, reportOf } from "./recorder.ts";
+import { STOPPED } from "./lane.ts";
+
+/** A row of `run_tasks`: what became of one task of the batch. */
+interface RunRow {
+  task_id: number;
+  outcome: RecordedRow["outcome"] | "taken" | "cancelled" | "unrun";
+  status: RecordedRow["status"];
+  error: string | null;
+  context: string | null;
+  duration_ms: number;
+}
+
+/**
+ * Runs `tasks` and records them. A statement timeout that cut a later task
+ * short, before it had its full time, leaves it and those after it unrun: they
+ * go again in a new statement. A statement that failed as a whole (a timeout
+ * outside any program, an error no savepoint caught) committed nothing: its
+ * tasks then go one per statement, where such a failure is that task's own, so
+ * one bad task cannot fail the others of its batch. Returns the tasks left
+ * unrun because the lane is stopping.
+ */
+export async function runLocal(
+  lane: LaneHandle,
+  tasks: readonly ClaimedTask[],
+): Promise<ClaimedTask[]> {
+  const { ctx } = lane;
+  let pending = tasks;
+  let single = false;
+  while (pending.length > 0) {
+    if (lane.aborting) return [...pending];
+    const batch = single ? pending.slice(0, 1) : pending;
+    const started = performance.now();
+    let rows: RunRow[];
+    try {
+      rows = await runStatement(lane, batch);
+    } catch (error) {
+      if (lane.aborting || isConnectionError(error)) throw error;
+      pending = pending.slice(batch.length);
+      if (batch.length > 1) {
+        single = true;
+        pending = [...batch, ...pending];
+        continue;
+      }
+      const { code = null } = error as { code?: string };
+      const failure = failed(
+        batch[0],
+        errorMessage(error),
+        code,
+        null,
+        performance.now() - started,
+      );
+      lane.report(await withinStall(recordAttempts(lane.sql, [failure], ctx)));
+      continue;
+    }
+    const byId = new Map(batch.map((t) => [t.taskId, t]));
+    const ran: { task: ClaimedTask; durationMs: number }[] = [];
+    const cut = [];
+    const unrun: ClaimedTask[] = [];
+    for (const row of rows) {
+      const task = byId.get(row.task_id)!;
+      if (row.outcome === "cancelled") {
+        // a cancel the worker did not send is the attempt's failure
+        cut.push(
+          lane.aborting
+            ? lost(task, STOPPED, row.duration_ms)
+            : failed(task, row.error ?? "", "57014", row.context, row.duration_ms),
+        );
+      } else if (row.outcome === "unrun") {
+        unrun.push(task);
+      } else {
+        ran.push({ task, durationMs: row.duration_ms ?? 0 });
+      }
+    }
+    const recorded = rows.filter((r): r is RunRow & RecordedRow =>
+      r.outcome !== "taken" && r.outcome !== "cancelled" && r.outcome !== "unrun"
+    );
+    lane.report(reportOf(ran, recorded, ctx.worker));
+    if (cut.length > 0) lane.report(await withinStall(recordAttempts(lane.sql, cut, ctx)));
+    pending = [...unrun, ...pending.slice(batch.length)];
+  }
+  return [];
+}
+
+// One run_tasks statement, between two that set the session's
+// statement_timeout: the task timeout for it alone, none for the lane's
+// bookkeeping (a role's or database's own timeout must not cut batches or
+// their recording either). The three are pipelined, one round trip. The
+// first, bounded by the stall timeout, also catches a connection that went
+// dead without a word (run_tasks itself may rightly run as long as its
+// programs take).
+async function runStatement(lane: LaneHandle, batch: readonly ClaimedTask[]): Promise<RunRow[]> {
+  const sql = lane.sql;
+  const timeout = lane.ctx.taskTimeoutMs;
+  const armed = settle(sql`SELECT set_config('statement_timeout', ${String(timeout)}, false)`);
+  const query = sql<RunRow[]>`
+    SELECT task_id, outcome, status, error, context, duration_ms
+    FROM ${sql(lane.ctx.schema)}.run_tasks(${batch.map((t) => t.taskId)}::bigint[],
+                                           ${batch.map((t) => t.attempt)}::integer[])`;
+  const untrack = lane.track(query);
+  try {
+    const ran = settle(query);
+    const disarmed = settle(sql`SELECT set_config('statement_timeout', '0', false)`);
+    // only a stall is fatal here: if setting the timeout failed, run_tasks still
+    // ran (and may have committed), and its own result says how
+    await withinStall(armed);
+    // the statement cannot outlast its timeout by much; with none, it runs as
+    // long as its programs take
+    const result = await (timeout > 0 ? withinStall(ran, timeout + STALL_MS) : ran);
+    if (!result.ok) throw result.error;
+    // the batch is committed: its outcomes are reported whatever happens to the
+    // connection now. A session left with the task timeout (the reset failed or
+    // was cancelled) would cut the lane's bookkeeping: start a new one.
+    const unset = await withinStall(disarmed).catch((error) => ({ ok: false as const, error }));
+    if (!unset.ok) lane.reopen();
+    return result.value;
+  } finally {
+    untrack();
+  }
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/**
+ * Starts a query (postgres.js sends it when first awaited) and never rejects,
+ * so a pipelined statement that fails is never an unhandled rejection.
+ */
+export function settle<T>(query: PromiseLike<T>): Promise<Settled<T>> {
+  return Promise.resolve(query).then(
+    (value) => ({ ok: true as const, value }),
+    (error) => ({ ok: false as const, error }),
+  );
+}
