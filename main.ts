@@ -28,6 +28,10 @@ export function buildCli(): Command {
       "--database-url <url>",
       "PostgreSQL to use (default: $DATABASE_URL, else an embedded server)",
     )
+    .option(
+      "--schema <name>",
+      "the schema retask is installed in (default: $RETASK_SCHEMA, else retask)",
+    )
     .exitOverride()
     // one line, as every retask error: commander's own, with the pointer to --help
     .configureOutput({

@@ -32,7 +32,7 @@ const USAGE = `usage: deno task bench [options]
   --only <list>          sections to run (default all): ${SECTIONS.join(", ")}
   --tasks <n>            no-op tasks per throughput run (default 20000)
   --concurrency <list>   worker concurrencies to measure (default 1,4,16)
-  --lucky-tasks <n>      retask_lucky tasks per run, 30% success per attempt (default 5000)
+  --lucky-tasks <n>      retask.lucky tasks per run, 30% success per attempt (default 5000)
   --enqueue-single <n>   one-at-a-time enqueues (default 2000)
   --bulk-size <n>        tasks per bulk enqueue call (default 1000), --bulk-calls <n> (default 100)
   --latency-jobs <n>     tasks enqueued one at a time to an idle worker (default 200)
@@ -123,7 +123,7 @@ async function main(): Promise<number> {
       // function calls per task go to --json; bench/profile.ts explains them
       const takes = r.server.callsPerTask.take_tasks;
       row(
-        `${program === "noop" ? "no-op" : "retask_lucky"} tasks/s, concurrency ${c}`,
+        `${program === "noop" ? "no-op" : "retask.lucky"} tasks/s, concurrency ${c}`,
         fmt(r.tasksPerSec),
         `${fmt(tasks)} tasks, ${fmt(r.attemptsPerSec)} attempts/s; ` +
           `${fmt(r.server.commitsPerTask, 3)} commits and ${fmt(takes, 3)} takes per task`,

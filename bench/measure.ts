@@ -101,7 +101,7 @@ export function enqueueRates(
     const { noop } = await prepareRetask(db);
     let t0 = wallClockMs();
     for (let i = 0; i < single; i++) {
-      await db.sql`SELECT public.enqueue_task(${noop}::bigint, ${db.sql.json({ i })})`;
+      await db.sql`SELECT retask.enqueue_task(${noop}::bigint, ${db.sql.json({ i })})`;
     }
     const oneAtATime = single / ((wallClockMs() - t0) / 1000);
     const params = Array.from({ length: bulkSize }, (_, i) => ({ i }));
@@ -109,12 +109,12 @@ export function enqueueRates(
     for (let c = 0; c < bulkCalls; c++) {
       // the shape lib/queue.ts enqueue() sends: one jsonb array, split in SQL
       await db.sql`
-        SELECT count(*) FROM public.enqueue_tasks(${noop}::bigint,
+        SELECT count(*) FROM retask.enqueue_tasks(${noop}::bigint,
           ARRAY(SELECT e.v FROM jsonb_array_elements(${db.sql.json(params)}::jsonb)
                 WITH ORDINALITY AS e(v, i) ORDER BY e.i))`;
     }
     const bulk = (bulkCalls * bulkSize) / ((wallClockMs() - t0) / 1000);
-    const [{ n }] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM public.tasks`;
+    const [{ n }] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM retask.tasks`;
     verify(n === single + bulkCalls * bulkSize, `${n} tasks after enqueueing`);
     return { oneAtATime, bulk, bulkSize };
   });
@@ -146,7 +146,7 @@ async function opCost(db: FreshDatabase, program: number, ops: number): Promise<
     const enqueue: number[] = [];
     for (let i = 0; i < ops; i++) {
       const t0 = wallClockMs();
-      await sql`SELECT public.enqueue_task(${program}::bigint, ${sql.json({ i })})`;
+      await sql`SELECT retask.enqueue_task(${program}::bigint, ${sql.json({ i })})`;
       enqueue.push(wallClockMs() - t0);
     }
     const take: number[] = [];
@@ -154,16 +154,16 @@ async function opCost(db: FreshDatabase, program: number, ops: number): Promise<
     for (let i = 0; i < ops; i++) {
       const t0 = wallClockMs();
       const rows = await sql<{ task_id: number; attempt_count: number }[]>`
-        SELECT task_id, attempt_count FROM public.take_tasks(1, 'bench', interval '1 minute')`;
+        SELECT task_id, attempt_count FROM retask.take_tasks(1, 'bench', interval '1 minute')`;
       take.push(wallClockMs() - t0);
       taken.push(...rows);
     }
     verify(taken.length === ops, `took ${taken.length} of ${ops} tasks`);
     // finish them, so the next round starts from the same queue: empty
     await sql`
-      SELECT public.complete_tasks(${taken.map((t) => t.task_id)}::bigint[],
-                                   ${taken.map((t) => t.attempt_count)}::integer[],
-                                   NULL, NULL, NULL)`;
+      SELECT count(*) FROM retask.record_attempts(${taken.map((t) => t.task_id)}::bigint[],
+                                                  ${taken.map((t) => t.attempt_count)}::integer[],
+                                                  ${taken.map(() => "finished")}::text[])`;
     return { enqueueUs: median(enqueue) * 1000, takeUs: median(take) * 1000 };
   } finally {
     sql.release();
@@ -199,20 +199,20 @@ export function finishedRowsCost(
     const before = await bestOf(3, () => opCost(db, noop, ops));
     const t0 = wallClockMs();
     await db.sql`
-      INSERT INTO public.tasks (program_id, status, params, started, finished, result,
+      INSERT INTO retask.tasks (program_id, status, params, started, finished, result,
                                 attempt_count, created, run_after)
       SELECT ${noop}, 'finished', jsonb_build_object('i', i), now(), now(),
              E'attempt 1 of 3\nok', 1, now(), now()
       FROM generate_series(1, ${rows}::int) i`;
     await db.sql`
-      INSERT INTO public.task_attempts (task_id, attempt, started, finished, outcome)
-      SELECT task_id, 1, started, finished, 'finished' FROM public.tasks
+      INSERT INTO retask.task_attempts (task_id, attempt, started, finished, outcome)
+      SELECT task_id, 1, started, finished, 'finished' FROM retask.tasks
       WHERE status = 'finished' AND NOT EXISTS (
-        SELECT FROM public.task_attempts a WHERE a.task_id = tasks.task_id)`;
-    await db.sql`VACUUM ANALYZE public.tasks, public.task_attempts`;
+        SELECT FROM retask.task_attempts a WHERE a.task_id = tasks.task_id)`;
+    await db.sql`VACUUM ANALYZE retask.tasks, retask.task_attempts`;
     const fillSeconds = (wallClockMs() - t0) / 1000;
     const [{ n }] = await db.sql<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM public.tasks WHERE status = 'finished'`;
+      SELECT count(*)::int AS n FROM retask.tasks WHERE status = 'finished'`;
     verify(n >= rows, `${n} finished rows, wanted ${rows}`);
     const after = await bestOf(3, () => opCost(db, noop, ops));
     return { rows: n, before, after, fillSeconds };

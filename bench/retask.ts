@@ -29,13 +29,13 @@ export async function prepareRetask(db: FreshDatabase): Promise<Programs> {
   const id = async (name: string, func: string) => {
     const [row] = await db.sql<
       { id: number }[]
-    >`SELECT public.register_program(${name}, ${func}) AS id`;
+    >`SELECT program_id AS id FROM retask.upsert_program(${name}, ${func})`;
     return row.id;
   };
   return {
     noop: await id("no-op", "bench_noop"),
     started: await id("started", "bench_started"),
-    lucky: await id("lucky", "retask_lucky"),
+    lucky: await id("lucky", "retask.lucky"),
   };
 }
 
@@ -47,7 +47,7 @@ export async function fillQueue(sql: Sql, program: number, count: number): Promi
   for (let from = 1; from <= count; from += 10_000) {
     const to = Math.min(count, from + 9_999);
     await sql`
-      SELECT count(*) FROM public.enqueue_tasks(${program}::bigint,
+      SELECT count(*) FROM retask.enqueue_tasks(${program}::bigint,
         ARRAY(SELECT jsonb_build_object('i', i) FROM generate_series(${from}::int, ${to}::int) i))`;
   }
   await sql`ANALYZE`;
@@ -105,12 +105,12 @@ export async function drain(
     SELECT count(*)::int AS tasks,
            count(*) FILTER (WHERE status NOT IN ('finished', 'error'))::int AS unended,
            sum(attempt_count)::int AS attempts,
-           (SELECT count(*)::int FROM public.task_attempts) AS history,
+           (SELECT count(*)::int FROM retask.task_attempts) AS history,
            count(*) FILTER (WHERE status = 'error' AND attempt_count < max_attempts)::int
              AS early_errors,
            (SELECT extract(epoch FROM max(finished) - min(started))::float8
-            FROM public.task_attempts) AS seconds
-    FROM public.tasks`;
+            FROM retask.task_attempts) AS seconds
+    FROM retask.tasks`;
   verify(row.tasks > 0, "no task in the queue");
   verify(row.unended === 0, `${row.unended} of ${row.tasks} tasks did not end`);
   verify(row.attempts === row.history, `${row.attempts} attempts but ${row.history} history rows`);
@@ -158,11 +158,11 @@ export async function pickupLatency(
   const sentAt: number[] = [];
   try {
     // a first task proves the worker is up and listening before the clock starts
-    await db.sql`SELECT public.enqueue_task(${programs.noop}::bigint)`;
+    await db.sql`SELECT retask.enqueue_task(${programs.noop}::bigint)`;
     await waitFor(
       async () => {
         const [{ n }] = await db.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM public.tasks WHERE status = 'finished'`;
+        SELECT count(*)::int AS n FROM retask.tasks WHERE status = 'finished'`;
         return n === 1;
       },
       "retask work to run a first task",
@@ -172,13 +172,13 @@ export async function pickupLatency(
     for (let i = 0; i < options.jobs; i++) {
       const t0 = wallClockMs();
       sentAt.push(t0);
-      await db.sql`SELECT public.enqueue_task(${programs.started}::bigint, ${db.sql.json({ i })})`;
+      await db.sql`SELECT retask.enqueue_task(${programs.started}::bigint, ${db.sql.json({ i })})`;
       await sleep(Math.max(0, t0 + options.intervalMs - wallClockMs()));
     }
     await waitFor(
       async () => {
         const [{ n }] = await db.sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM public.tasks WHERE status = 'finished'`;
+        SELECT count(*)::int AS n FROM retask.tasks WHERE status = 'finished'`;
         return n === options.jobs + 1;
       },
       "retask work to finish every latency task",
@@ -193,8 +193,8 @@ export async function pickupLatency(
     SELECT s.i, extract(epoch FROM s.started)::float8 * 1000 AS at,
            extract(epoch FROM a.started)::float8 * 1000 AS taken
     FROM bench_starts s
-    JOIN public.tasks t ON t.params ->> 'i' = s.i::text AND t.program_id = ${programs.started}
-    JOIN public.task_attempts a ON a.task_id = t.task_id AND a.attempt = 1
+    JOIN retask.tasks t ON t.params ->> 'i' = s.i::text AND t.program_id = ${programs.started}
+    JOIN retask.task_attempts a ON a.task_id = t.task_id AND a.attempt = 1
     ORDER BY s.i`;
   verify(rows.length === options.jobs, `${rows.length} of ${options.jobs} latency tasks started`);
   return {

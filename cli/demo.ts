@@ -1,19 +1,20 @@
 /**
- * The demo of the seed's check: run `retask_lucky` many times through the real
+ * The demo of the seed's check: run `retask.lucky` many times through the real
  * queue and worker, count on which attempt each run ended, and compare the
  * counts with what the retry rule predicts (a chi-square goodness-of-fit test).
  * @module
  */
 import type { Sql } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { enqueue, registerProgram } from "../lib/queue/programs.ts";
-import { install } from "../lib/db/schema.ts";
+import { enqueue } from "../lib/queue/enqueue.ts";
+import { registerProgram } from "../lib/queue/programs.ts";
+import { DEFAULT_SCHEMA, install } from "../lib/db/schema.ts";
 import { runWorker } from "../lib/worker/loop.ts";
 
 /** Attempts per demo task: the seed's "no more than three times". */
 export const DEMO_ATTEMPTS = 3;
 
-/** The program name the demo registers `retask_lucky` under. */
+/** The program name the demo registers `retask.lucky` under. */
 export const DEMO_PROGRAM = "lucky";
 
 /**
@@ -105,7 +106,7 @@ export function chiSquareTest(
 export interface DemoOptions {
   /** Tasks to enqueue (one run each). */
   runs: number;
-  /** Chance that one call of retask_lucky succeeds. */
+  /** Chance that one call of retask.lucky succeeds. */
   probability: number;
   /** Tasks the in-process worker runs at once. */
   concurrency: number;
@@ -113,6 +114,8 @@ export interface DemoOptions {
   signal?: AbortSignal;
   /** Called as runs end (finished, or failed for good), with how many have. */
   onProgress?: (done: number, total: number) => void;
+  /** retask's schema (default `retask`). */
+  schema?: string;
 }
 
 /** One row of the distribution. */
@@ -148,9 +151,9 @@ export interface DemoResult {
 }
 
 /** Counts of this run's tasks by how they ended; `done` is how many ended for good. */
-async function tally(sql: Sql, ids: number[]) {
+async function tally(sql: Sql, schema: string, ids: number[]) {
   const rows = await sql<{ status: string; attempt: number; n: number }[]>`
-    SELECT status, attempt_count AS attempt, count(*)::int AS n FROM public.tasks
+    SELECT status, attempt_count AS attempt, count(*)::int AS n FROM ${sql(schema)}.tasks
     WHERE task_id = ANY(${ids}::bigint[]) AND status IN ('finished', 'error')
     GROUP BY 1, 2`;
   const observed = Array<number>(DEMO_ATTEMPTS + 1).fill(0);
@@ -161,18 +164,20 @@ async function tally(sql: Sql, ids: number[]) {
 }
 
 /**
- * Installs the schema if needed, registers `retask_lucky` as program "lucky",
+ * Installs the schema if needed, registers `retask.lucky` as program "lucky",
  * enqueues `runs` tasks, processes them with the in-process worker, and tests
  * the distribution of attempts against the expected shares. Only this run's
  * tasks are counted, whatever earlier demos left behind.
  */
 export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResult> {
-  const { runs, probability, concurrency, signal } = options;
-  await install(sql);
+  const { runs, probability, concurrency, signal, schema = DEFAULT_SCHEMA } = options;
+  const tasks = sql`${sql(schema)}.tasks`;
+  const lucky = `${schema}.lucky`;
+  await install(sql, { schema });
   // never repoint a program of the user's that happens to be called "lucky"
   const [taken] = await sql<{ func: string }[]>`
-    SELECT func FROM public.programs WHERE name = ${DEMO_PROGRAM}
-      AND to_regprocedure(func || '(jsonb)') IS DISTINCT FROM 'public.retask_lucky(jsonb)'::regprocedure
+    SELECT func FROM ${sql(schema)}.programs WHERE name = ${DEMO_PROGRAM}
+      AND to_regprocedure(func || '(jsonb)') IS DISTINCT FROM to_regprocedure(${lucky} || '(jsonb)')
     LIMIT 1`;
   if (taken) {
     throw new RetaskError(
@@ -180,7 +185,7 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
       `program "${DEMO_PROGRAM}" already runs ${taken.func}; run the demo on a database of its own`,
     );
   }
-  const { programId } = await registerProgram(sql, DEMO_PROGRAM, "retask_lucky");
+  const { programId } = await registerProgram(sql, DEMO_PROGRAM, lucky, { schema });
   const started = performance.now();
   // the attempts and an immediate retry are set per task, so a program policy
   // changed since (say, a retry delay) cannot change what the demo measures
@@ -190,6 +195,7 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
     maxAttempts: DEMO_ATTEMPTS,
     retryDelay: "0",
     retryBackoff: "fixed",
+    schema,
   });
   options.onProgress?.(0, runs);
 
@@ -201,11 +207,12 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
   let done = 0;
   // another worker may run some of them: its outcomes never reach onOutcome
   const look = setInterval(() => {
-    tally(sql, ids).then((t) => t.done === runs && allEnded.abort(), () => {});
+    tally(sql, schema, ids).then((t) => t.done === runs && allEnded.abort(), () => {});
   }, 500);
   try {
     await runWorker(sql, {
       concurrency,
+      schema,
       drain: true,
       signal: stop,
       onOutcome(event) {
@@ -220,11 +227,11 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
   } finally {
     clearInterval(look);
   }
-  const { observed, done: ended } = await tally(sql, ids);
+  const { observed, done: ended } = await tally(sql, schema, ids);
   if (ended < runs) {
     // unstarted demo runs would otherwise wait for the next worker (or demo) to drain them
     const removed = await sql`
-      DELETE FROM public.tasks WHERE task_id = ANY(${ids}::bigint[]) AND status = 'scheduled'`;
+      DELETE FROM ${tasks} WHERE task_id = ANY(${ids}::bigint[]) AND status = 'scheduled'`;
     const why = signal?.aborted ? "interrupted" : "another worker still holds some of its runs";
     throw new RetaskError(
       "internal",
@@ -238,9 +245,9 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
   const shares = expectedShares(probability);
   const fit = chiSquareTest(observed, shares);
   const [examples] = await sql<{ two_attempts: number | null; three_attempts: number | null }[]>`
-    SELECT (SELECT min(task_id) FROM public.tasks WHERE task_id = ANY(${ids}::bigint[])
+    SELECT (SELECT min(task_id) FROM ${tasks} WHERE task_id = ANY(${ids}::bigint[])
               AND status = 'finished' AND attempt_count = 2) AS two_attempts,
-           (SELECT task_id FROM public.tasks WHERE task_id = ANY(${ids}::bigint[])
+           (SELECT task_id FROM ${tasks} WHERE task_id = ANY(${ids}::bigint[])
               AND attempt_count = ${DEMO_ATTEMPTS}
             ORDER BY status <> 'finished', task_id LIMIT 1) AS three_attempts`;
   return {

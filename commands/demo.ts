@@ -1,5 +1,5 @@
 /**
- * `retask demo`: the seed's check in one command. Runs `retask_lucky` many
+ * `retask demo`: the seed's check in one command. Runs `retask.lucky` many
  * times through the queue and the worker, prints on which attempt the runs
  * ended beside the expected shares, and shows two tasks' attempts.
  * @module
@@ -18,7 +18,7 @@ import {
 } from "../cli/format.ts";
 import { describeDatabase } from "../lib/db/connect.ts";
 import { getTask } from "../lib/queue/read.ts";
-import { printJson, withDatabase } from "../cli/common.ts";
+import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
 import { renderTaskDetail } from "./status.ts";
 
 interface DemoFlags {
@@ -94,7 +94,7 @@ function renderResult(result: DemoResult, paint: Palette): string {
 export function demoCommand(): Command {
   return new Command("demo")
     .description(
-      "run retask_lucky (succeeds with probability P) many times, retrying up to 3 attempts, " +
+      "run retask.lucky (succeeds with probability P) many times, retrying up to 3 attempts, " +
         "and compare on which attempt the runs ended with the expected shares",
     )
     .option("--runs <n>", "tasks to run, 1 to 100000 (default 100)")
@@ -102,6 +102,7 @@ export function demoCommand(): Command {
     .option("--concurrency <n>", "tasks the in-process worker runs at once, 1 to 64 (default 4)")
     .option("--json", "print the result as one JSON object (no progress bar, no task details)")
     .action(async (flags: DemoFlags, command: Command) => {
+      const schema = schemaOf(command);
       const runs = parseInteger("--runs", flags.runs ?? "100", { min: 1, max: 100_000 });
       const probability = parseProbability("--probability", flags.probability ?? "0.3");
       const concurrency = parseInteger("--concurrency", flags.concurrency ?? "4", {
@@ -117,12 +118,13 @@ export function demoCommand(): Command {
         await withDatabase(command, async (db) => {
           if (!flags.json) {
             console.log(
-              `retask demo: ${runs} runs of retask_lucky (succeeds with probability ` +
+              `retask demo: ${runs} runs of retask.lucky (succeeds with probability ` +
                 `${probability}), at most 3 attempts each, ${concurrency} at a time`,
             );
             console.log(paint.dim(`database: ${describeDatabase(db)}`));
           }
           const result = await runDemo(db.sql, {
+            schema,
             runs,
             probability,
             concurrency,
@@ -146,7 +148,7 @@ export function demoCommand(): Command {
               taskId === null
                 ? `  none in this run (${why})`
                 : `${paint.dim(`$ retask status ${taskId}`)}\n` +
-                  renderTaskDetail(await getTask(db.sql, taskId), paint),
+                  renderTaskDetail(await getTask(db.sql, taskId, { schema }), paint),
             );
           }
         });

@@ -4,10 +4,10 @@
  */
 import { Command } from "npm:commander@14.0.3";
 import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../cli/format.ts";
-import { RetaskError } from "../lib/errors.ts";
-import { enqueue, type EnqueueOptions, findProgram } from "../lib/queue/programs.ts";
+import { enqueue, type EnqueueOptions } from "../lib/queue/enqueue.ts";
+import { findProgram } from "../lib/queue/programs.ts";
 import { requireInstalled } from "../lib/db/schema.ts";
-import { printJson, withDatabase } from "../cli/common.ts";
+import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
 
 interface EnqueueFlags {
   params?: string;
@@ -23,26 +23,20 @@ interface EnqueueFlags {
 /** The most tasks one command queues (one INSERT). */
 const MAX_COUNT = 100_000;
 
-/** Every flag checked before anything connects, so bad input never reaches the database. */
+/**
+ * Flags parsed before anything connects. What a task may be (attempts, host
+ * and port) is SQL's to check: it refuses with exit 2 and writes nothing.
+ */
 function enqueueOptions(program: string, flags: EnqueueFlags): EnqueueOptions {
   const params = flags.params === undefined ? {} : parseJsonObject("--params", flags.params);
   const count = flags.count === undefined
     ? 1
     : parseInteger("--count", flags.count, { min: 1, max: MAX_COUNT });
-  if ((flags.host === undefined) !== (flags.port === undefined)) {
-    throw new RetaskError(
-      "usage",
-      flags.host === undefined ? "--port needs --host" : "--host needs --port",
-    );
-  }
   const options: EnqueueOptions = { program, params: Array(count).fill(params) };
-  if (flags.host !== undefined) {
-    if (flags.host.trim() === "") throw new RetaskError("invalid_input", "--host is empty");
-    options.host = flags.host;
-    options.port = parseInteger("--port", flags.port!, { min: 1, max: 65535 });
-  }
+  if (flags.host !== undefined) options.host = flags.host;
+  if (flags.port !== undefined) options.port = flags.port;
   if (flags.maxAttempts !== undefined) {
-    options.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts, { min: 1, max: 100 });
+    options.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts);
   }
   if (flags.runAfter !== undefined) options.runAfter = parseRunAfter("--run-after", flags.runAfter);
   return options;
@@ -62,11 +56,12 @@ export function enqueueCommand(): Command {
     .option("--json", "print {program_id, task_ids} as JSON")
     .option("-q, --quiet", "print only the task ids, one per line")
     .action(async (program: string, flags: EnqueueFlags, command: Command) => {
-      const options = enqueueOptions(program, flags);
+      const schema = schemaOf(command);
+      const options = { ...enqueueOptions(program, flags), schema };
       const { programId, name, taskIds } = await withDatabase(command, async (db) => {
-        await requireInstalled(db.sql);
+        await requireInstalled(db.sql, schema);
         return await db.sql.begin(async (tx) => {
-          const { programId, name } = await findProgram(tx, program);
+          const { programId, name } = await findProgram(tx, program, { schema });
           const taskIds = await enqueue(tx, { ...options, program: programId });
           return { programId, name, taskIds };
         });

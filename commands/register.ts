@@ -14,7 +14,7 @@ import {
   type RetryPolicy,
 } from "../lib/queue/programs.ts";
 import { requireInstalled } from "../lib/db/schema.ts";
-import { printJson, withDatabase } from "../cli/common.ts";
+import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
 
 interface RegisterFlags {
   maxAttempts?: string;
@@ -24,20 +24,17 @@ interface RegisterFlags {
   json?: boolean;
 }
 
-/** Checks the flags before anything connects; PostgreSQL checks the intervals. */
+/**
+ * The flags as a policy. What a policy may be is SQL's to check
+ * (check_retry_policy): a bad one exits 2 and registers nothing.
+ */
 function retryPolicy(flags: RegisterFlags): RetryPolicy {
   const policy: RetryPolicy = {};
   if (flags.maxAttempts !== undefined) {
-    policy.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts, { min: 1, max: 100 });
+    policy.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts);
   }
   if (flags.retryBackoff !== undefined) {
-    if (flags.retryBackoff !== "fixed" && flags.retryBackoff !== "exponential") {
-      throw new RetaskError(
-        "invalid_input",
-        `--retry-backoff must be fixed or exponential, got "${flags.retryBackoff}"`,
-      );
-    }
-    policy.retryBackoff = flags.retryBackoff;
+    policy.retryBackoff = flags.retryBackoff as RetryPolicy["retryBackoff"];
   }
   if (flags.retryDelay !== undefined) policy.retryDelay = flags.retryDelay;
   if (flags.retryDelayMax !== undefined) policy.retryDelayMax = flags.retryDelayMax;
@@ -68,10 +65,10 @@ async function checkIntervals(sql: Sql, flags: RegisterFlags): Promise<void> {
 
 /** The retry rule in words: `no retry delay`, `retry delay 5 seconds`, … */
 function describeRetry(program: Program): string {
-  if (!/[1-9]/.test(program.retry_delay)) return "no retry delay";
-  const delay = formatInterval(program.retry_delay);
-  return program.retry_backoff === "exponential"
-    ? `retry delay exponential from ${delay} up to ${formatInterval(program.retry_delay_max)}`
+  if (!/[1-9]/.test(program.retryDelay)) return "no retry delay";
+  const delay = formatInterval(program.retryDelay);
+  return program.retryBackoff === "exponential"
+    ? `retry delay exponential from ${delay} up to ${formatInterval(program.retryDelayMax)}`
     : `retry delay ${delay}`;
 }
 
@@ -89,19 +86,20 @@ export function registerCommand(): Command {
     .option("--retry-delay-max <interval>", "cap on an exponential delay (new programs: 1 hour)")
     .option("--json", "print the program and whether it was created as one JSON object")
     .action(async (name: string, func: string, flags: RegisterFlags, command: Command) => {
+      const schema = schemaOf(command);
       const policy = retryPolicy(flags);
       const { registered, program } = await withDatabase(command, async (db) => {
-        await requireInstalled(db.sql);
+        await requireInstalled(db.sql, schema);
         await checkIntervals(db.sql, flags);
-        const registered = await registerProgram(db.sql, name, func, policy);
-        const [program] = await listPrograms(db.sql, registered.programId);
+        const registered = await registerProgram(db.sql, name, func, { ...policy, schema });
+        const [program] = await listPrograms(db.sql, { schema, programId: registered.programId });
         return { registered, program };
       });
       if (flags.json) return printJson({ ...program, created: registered.created });
       const verb = registered.created ? "registered" : "updated";
       console.log(
-        `${verb} program "${program.name}" (id ${program.program_id}): ${program.func}, ` +
-          `${program.max_attempts} attempts at most, ${describeRetry(program)}`,
+        `${verb} program "${program.name}" (id ${program.programId}): ${program.func}, ` +
+          `${program.maxAttempts} attempts at most, ${describeRetry(program)}`,
       );
     });
 }

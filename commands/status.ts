@@ -28,7 +28,7 @@ import {
 import { requireInstalled } from "../lib/db/schema.ts";
 import { parseDuration } from "../lib/worker/settings.ts";
 import { sleep } from "../lib/worker/wake.ts";
-import { printJson, withDatabase } from "../cli/common.ts";
+import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
 
 interface StatusFlags {
   status?: string;
@@ -63,14 +63,14 @@ export function renderTaskList(list: TaskList, paint: Palette = palette()): stri
   // on a terminal the result column is cut to fit; piped, lines stay whole for grep
   const maxWidth = Deno.stdout.isTerminal() ? Math.max(Deno.consoleSize().columns, 60) : undefined;
   const rows = list.tasks.map((t) => [
-    String(t.task_id),
-    t.program ?? `#${t.program_id}`,
+    String(t.taskId),
+    t.program ?? `#${t.programId}`,
     paintStatus(t.status, paint),
-    `${t.attempt} of ${t.max_attempts}`,
+    `${t.attempt} of ${t.maxAttempts}`,
     formatTimestamp(t.started),
-    formatDuration(t.duration_ms),
-    t.status === "scheduled" && t.run_after.getTime() > Date.now()
-      ? waitsUntil(t.run_after, resultSummary(t.result))
+    formatDuration(t.durationMs),
+    t.status === "scheduled" && t.runAfter.getTime() > Date.now()
+      ? waitsUntil(t.runAfter, resultSummary(t.result))
       : resultSummary(t.result),
   ]);
   const headers = ["id", "program", "status", "attempt", "started", "duration", "result"];
@@ -88,17 +88,17 @@ export function renderTaskDetail(detail: TaskDetail, paint: Palette = palette())
   const { task, attempts } = detail;
   const field = (name: string, value: string) => `${paint.bold(name.padEnd(9))} ${value}`;
   const lines = [
-    field("task", String(task.task_id)),
-    field("program", `${task.program ?? "(deleted)"} (id ${task.program_id})`),
+    field("task", String(task.taskId)),
+    field("program", `${task.program ?? "(deleted)"} (id ${task.programId})`),
     field(
       "status",
-      `${paintStatus(task.status, paint)}, attempt ${task.attempt} of ${task.max_attempts}`,
+      `${paintStatus(task.status, paint)}, attempt ${task.attempt} of ${task.maxAttempts}`,
     ),
     field("params", JSON.stringify(task.params)),
     field("created", formatTimestamp(task.created)),
   ];
-  if (task.status === "scheduled" && task.run_after.getTime() > Date.now()) {
-    lines.push(field("run after", formatTimestamp(task.run_after)));
+  if (task.status === "scheduled" && task.runAfter.getTime() > Date.now()) {
+    lines.push(field("run after", formatTimestamp(task.runAfter)));
   }
   if (task.host) lines.push(field("runs on", `${task.host}:${task.port}`));
   lines.push(paint.bold("result"));
@@ -107,7 +107,7 @@ export function renderTaskDetail(detail: TaskDetail, paint: Palette = palette())
   for (const a of attempts) {
     lines.push(
       `  ${a.attempt}. ${paintStatus(a.outcome, paint)}  ${formatTimestamp(a.started)}  ` +
-        formatDuration(a.duration_ms),
+        formatDuration(a.durationMs),
     );
     if (a.error) lines.push(`     ${a.error}`);
     if (a.context) lines.push(...a.context.split("\n").map((l) => paint.dim(`     ${l}`)));
@@ -115,7 +115,7 @@ export function renderTaskDetail(detail: TaskDetail, paint: Palette = palette())
   if (task.status === "running") {
     lines.push(
       `  ${task.attempt}. ${paintStatus("running", paint)}  ${formatTimestamp(task.started)}  ` +
-        `${formatDuration(task.duration_ms)} so far${task.worker ? ` on ${task.worker}` : ""}`,
+        `${formatDuration(task.durationMs)} so far${task.worker ? ` on ${task.worker}` : ""}`,
     );
   }
   if (attempts.length === 0 && task.status !== "running") lines.push("  none yet");
@@ -165,14 +165,15 @@ export function statusCommand(): Command {
     .option("--interval <duration>", "time between redraws with --watch, e.g. 2s (default 1s)")
     .action(async (taskId: string | undefined, flags: StatusFlags, command: Command) => {
       const query = parseQuery(taskId, flags);
+      const schema = schemaOf(command);
       const intervalMs = flags.interval === undefined
         ? 1000
         : parseDuration("--interval", flags.interval, 100);
       const clear = flags.watch && !flags.json && Deno.stdout.isTerminal();
       const show = async (db: Database) => {
         const data = query.taskId !== undefined
-          ? await getTask(db.sql, query.taskId)
-          : await listTasks(db.sql, query.filter);
+          ? await getTask(db.sql, query.taskId, { schema })
+          : await listTasks(db.sql, { ...query.filter, schema });
         if (flags.json) return printJson(data);
         const paint = palette();
         const text = "task" in data ? renderTaskDetail(data, paint) : renderTaskList(data, paint);
@@ -183,7 +184,7 @@ export function statusCommand(): Command {
         if (flags.watch && !clear) console.log("");
       };
       await withDatabase(command, async (db) => {
-        await requireInstalled(db.sql);
+        await requireInstalled(db.sql, schema);
         if (flags.watch) await watch(intervalMs, () => show(db));
         else await show(db);
       });

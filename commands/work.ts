@@ -5,18 +5,13 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import {
-  outcomeJson,
-  outcomeLine,
-  type TaskOutcome,
-  type WorkerLog,
-} from "../lib/worker/outcome.ts";
+import type { TaskOutcome, WorkerLog } from "../lib/worker/outcome.ts";
+import { outcomeJson, outcomeLine } from "../cli/work_output.ts";
 import { describeDatabase } from "../lib/db/connect.ts";
-import { errorMessage } from "../lib/db/pool.ts";
-import { RetaskError } from "../lib/errors.ts";
+import { errorMessage, RetaskError } from "../lib/errors.ts";
 import { runWorker } from "../lib/worker/loop.ts";
 import { parseWorkFlags, WORKER_DEFAULTS, type WorkFlags } from "../lib/worker/settings.ts";
-import { withDatabase } from "../cli/common.ts";
+import { schemaOf, withDatabase } from "../cli/common.ts";
 
 interface Flags extends WorkFlags {
   json?: boolean;
@@ -140,7 +135,13 @@ export function workCommand(): Command {
         await withDatabase(command, (db) => {
           // a forgotten DATABASE_URL means the embedded server: say which database this is
           onLog({ level: "info", message: `database: ${describeDatabase(db)}` });
-          return runWorker(db.sql, { ...settings, signal: controller.signal, onOutcome, onLog });
+          return runWorker(db.sql, {
+            ...settings,
+            schema: schemaOf(command),
+            signal: controller.signal,
+            onOutcome,
+            onLog,
+          });
         });
       } catch (error) {
         // the flags were checked above: whatever stops a running worker is a

@@ -1,9 +1,9 @@
-// retask_lucky (sql/0004_run.sql) and `retask demo`, end to end on a fresh database.
+// retask.lucky (sql/run.sql) and `retask demo`, end to end on a fresh database.
 import assert from "node:assert/strict";
-import { enqueue } from "../../lib/queue/programs.ts";
+import { enqueue } from "../../lib/mod.ts";
 import { freshDatabase, runCli } from "../harness/mod.ts";
 
-// Calls retask_lucky n times, catching its errors: successes and the distinct SQLSTATEs raised.
+// Calls retask.lucky n times, catching its errors: successes and the distinct SQLSTATEs raised.
 const LUCKY_CALLS = `
   CREATE FUNCTION lucky_calls(params jsonb, n integer, OUT ok integer, OUT states text[])
   LANGUAGE plpgsql AS $$
@@ -12,7 +12,7 @@ const LUCKY_CALLS = `
     ok := 0; states := '{}';
     FOR i IN 1 .. n LOOP
       BEGIN
-        IF retask_lucky(params) = 'Мне повезло' THEN ok := ok + 1; END IF;
+        IF retask.lucky(params) = 'Мне повезло' THEN ok := ok + 1; END IF;
       EXCEPTION WHEN others THEN
         GET STACKED DIAGNOSTICS s := RETURNED_SQLSTATE;
         IF NOT s = ANY (states) THEN states := states || s; END IF;
@@ -21,7 +21,7 @@ const LUCKY_CALLS = `
   END $$;
 `;
 
-Deno.test("retask_lucky", async (t) => {
+Deno.test("retask.lucky", async (t) => {
   const db = await freshDatabase("lucky", { install: true });
   const { sql } = db;
   await sql.unsafe(LUCKY_CALLS);
@@ -40,7 +40,7 @@ Deno.test("retask_lucky", async (t) => {
     });
 
     await t.step("a probability outside 0..1 is an input error", async () => {
-      await assert.rejects(sql`SELECT retask_lucky('{"probability": 2}')`, { code: "22023" });
+      await assert.rejects(sql`SELECT retask.lucky('{"probability": 2}')`, { code: "22023" });
     });
 
     await t.step("the default succeeds 30% of the time (±7 standard deviations)", async () => {

@@ -11,11 +11,18 @@ Deno.test("retask install twice exits 0, the second run changing nothing", async
     assert.equal(first.code, 0, first.stderr);
     assert.match(
       first.stdout,
-      new RegExp(`^schema version ${SCHEMA_VERSION}: applied 0001_tasks.sql`),
+      new RegExp(`^retask retask \\(schema version ${SCHEMA_VERSION}\\): applied 0001_tables.sql`),
     );
+    assert.match(first.stdout, /\ncourse names: public\.programs, public\.tasks, /);
     const second = await runCli(["install", "--json"], db.url);
     assert.equal(second.code, 0, second.stderr);
-    assert.deepEqual(JSON.parse(second.stdout), { version: SCHEMA_VERSION, applied: [] });
+    assert.deepEqual(JSON.parse(second.stdout), {
+      schema: "retask",
+      version: SCHEMA_VERSION,
+      migrations: [],
+      functions: [],
+      compat: { installed: [], skipped: [] },
+    });
   } finally {
     await db.drop();
   }

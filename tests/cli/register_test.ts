@@ -12,12 +12,12 @@ Deno.test("retask register", async (t) => {
 
   try {
     await t.step("a new name creates a program with the default policy", async () => {
-      const run = await runCli(["register", "lucky", "retask_lucky"], db.url);
+      const run = await runCli(["register", "lucky", "retask.lucky"], db.url);
       assert.equal(run.code, 0, run.stderr);
       assert.equal(run.stderr, "");
       assert.match(
         run.stdout.trim(),
-        /^registered program "lucky" \(id \d+\): public\.retask_lucky, 3 attempts at most, retry delay fixed 00:00:00$/,
+        /^registered program "lucky" \(id \d+\): retask\.lucky, 3 attempts at most, no retry delay$/,
       );
       assert.equal((await programs()).length, 1);
     });
@@ -26,7 +26,7 @@ Deno.test("retask register", async (t) => {
       const run = await runCli([
         "register",
         "lucky",
-        "retask_lucky",
+        "retask.lucky",
         "--max-attempts",
         "5",
         "--retry-delay",
@@ -42,7 +42,7 @@ Deno.test("retask register", async (t) => {
       assert.deepEqual(JSON.parse(run.stdout), {
         program_id: row.program_id,
         name: "lucky",
-        func: "public.retask_lucky",
+        func: "retask.lucky",
         max_attempts: 5,
         retry_delay: "00:00:02",
         retry_backoff: "exponential",
@@ -50,10 +50,10 @@ Deno.test("retask register", async (t) => {
         created: false,
       });
       assert.equal((await programs()).length, 1, "updated in place, not added");
-      const plain = await runCli(["register", "lucky", "retask_lucky"], db.url);
+      const plain = await runCli(["register", "lucky", "retask.lucky"], db.url);
       assert.match(
         plain.stdout,
-        /^updated program "lucky" .*5 attempts at most, retry delay exponential from 00:00:02 up to 00:01:00$/m,
+        /^updated program "lucky" .*5 attempts at most, retry delay exponential from 2 seconds up to 1 minute$/m,
         "options not given keep their value",
       );
     });
@@ -67,13 +67,13 @@ Deno.test("retask register", async (t) => {
         ],
         [
           ["register", "x", "always_ok", "--max-attempts", "0"],
-          /--max-attempts must be .* 1 to 100/,
+          /max attempts must be between 1 and 100, got 0/,
         ],
         [["register", "x", "always_ok", "--max-attempts", "three"], /--max-attempts/],
         [["register", "x", "always_ok", "--retry-backoff", "linear"], /fixed or exponential/],
         [
           ["register", "x", "always_ok", "--retry-delay", "soon"],
-          /invalid input syntax for type interval/,
+          /--retry-delay must be an interval such as '5 seconds' or '2 minutes', got "soon"/,
         ],
         [["register", "x", "always_ok", "--retry-delay", "-5 seconds"], /cannot be negative/],
         [["register", "", "always_ok"], /program name is empty/],
@@ -96,11 +96,11 @@ Deno.test("retask register", async (t) => {
     await t.step("a database without retask says to install it, exit 1", async () => {
       const bare = await freshDatabase("cli_register_bare");
       try {
-        const run = await runCli(["register", "lucky", "retask_lucky"], bare.url);
+        const run = await runCli(["register", "lucky", "retask.lucky"], bare.url);
         assert.equal(run.code, 1);
         assert.equal(
           run.stderr.trim(),
-          "retask: retask is not installed in this database; run retask install",
+          "retask: retask is not installed in this database (schema retask); run retask install",
         );
       } finally {
         await bare.drop();

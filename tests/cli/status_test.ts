@@ -1,7 +1,7 @@
 // `retask status`: the task list, one task's attempts, filters, --json, colours, --watch.
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { freshDatabase, runCli, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 
 // Fails attempts 1 and 2 and succeeds on 3, whatever the random numbers: the
@@ -75,7 +75,10 @@ Deno.test("retask status", async (t) => {
 
     await t.step("filters and --limit", async () => {
       const errors = await runCli(["status", "--status", "error"], db.url);
-      assert.equal(errors.stdout.trimEnd().split("\n").length, 4);
+      // the task, a blank line, the counts, and which database this is
+      const errorLines = errors.stdout.trimEnd().split("\n");
+      assert.equal(errorLines.length, 5);
+      assert.match(errorLines[4], /^database: 127\.0\.0\.1:\d+\/retask_test_/);
       assert.match(errors.stdout, new RegExp(`^ *${ids.fail}  fail +error`, "m"));
       const ok = await runCli(["status", "--program", "ok", "--limit", "1"], db.url);
       const lines = ok.stdout.trimEnd().split("\n");

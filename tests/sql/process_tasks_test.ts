@@ -2,7 +2,7 @@
 // rule. It runs on a connection of its own and is stopped with pg_cancel_backend.
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { freshDatabase, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 
 Deno.test("CALL process_tasks() retries failures up to three attempts", async () => {
@@ -30,7 +30,7 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
       program: notes,
       params: [{ note: "undone", fail: true }],
     });
-    const lucky = (await registerProgram(sql, "lucky", "retask_lucky")).programId;
+    const lucky = (await registerProgram(sql, "lucky", "retask.lucky")).programId;
     const sure = await enqueue(sql, { program: lucky, params: Array(20).fill({ probability: 1 }) });
     const never = await enqueue(sql, {
       program: lucky,

@@ -2,7 +2,7 @@
 // changes nothing.
 import assert from "node:assert/strict";
 import { toRetaskError } from "../../lib/errors.ts";
-import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { freshDatabase, TEST_FUNCTIONS } from "../harness/mod.ts";
 
 Deno.test("programs and enqueue", async (t) => {

@@ -1,7 +1,7 @@
 // empapi.run renders a program's result as the seed's text table.
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
-import { enqueue, registerProgram } from "../../lib/queue/programs.ts";
+import { enqueue, registerProgram } from "../../lib/mod.ts";
 import { freshDatabase } from "../harness/mod.ts";
 
 Deno.test("empapi.run renders the seed's text table", async (t) => {
