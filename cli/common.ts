@@ -22,7 +22,7 @@ export async function withDatabase<T>(
   command: Command,
   fn: (db: Database) => Promise<T>,
 ): Promise<T> {
-  const db = await connect({ url: databaseUrl(command) });
+  const db = await connect({ url: databaseUrl(command), embedded: true });
   try {
     return await fn(db);
   } finally {

@@ -1,10 +1,10 @@
 /**
- * Connections. `DATABASE_URL` (or an explicit URL) wins; without one, retask
- * starts its embedded PostgreSQL and connects to that.
+ * Connections. An explicit URL or `DATABASE_URL` wins; without one, the CLI
+ * (and a library caller that asks for it) starts retask's embedded PostgreSQL
+ * and connects to that.
  * @module
  */
 import postgres from "npm:postgres@3.4.9";
-import { startEmbedded } from "./embedded.ts";
 import { RetaskError } from "../errors.ts";
 
 /** A postgres.js client with retask's settings: int8 values arrive as numbers. */
@@ -18,8 +18,13 @@ export type Queryable = Sql | TransactionSql;
 
 /** Options for {@link connect}. */
 export interface ConnectOptions {
-  /** A `postgres://` URL; defaults to `DATABASE_URL`, then to the embedded server. */
+  /** A `postgres://` URL; defaults to `DATABASE_URL`. */
   url?: string;
+  /**
+   * With no URL and no `DATABASE_URL`, start (or reuse) the embedded server
+   * instead of failing. Off by default: a library never starts a server unasked.
+   */
+  embedded?: boolean;
   /** Pool size (default 4). */
   max?: number;
   /** Shown in `pg_stat_activity.application_name`. */
@@ -84,14 +89,22 @@ export function describeDatabase(db: Pick<Database, "url" | "embedded">): string
 }
 
 /**
- * Resolves the database URL, starts the embedded server if none is given, and
- * checks the connection. Throws a {@link RetaskError} saying what to fix.
+ * Resolves the database URL (starting the embedded server if none is given
+ * and `embedded` is set) and checks the connection. Throws a
+ * {@link RetaskError} saying what to fix.
  */
 export async function connect(options: ConnectOptions = {}): Promise<Database> {
   let url = options.url || Deno.env.get("DATABASE_URL") || "";
   const embedded = url === "";
+  if (embedded && !options.embedded) {
+    throw new RetaskError(
+      "usage",
+      "no database given: set DATABASE_URL, pass { url }, or { embedded: true } for retask's own server",
+    );
+  }
   if (embedded) {
     try {
+      const { startEmbedded } = await import("./embedded.ts");
       url = (await startEmbedded()).url;
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);

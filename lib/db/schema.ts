@@ -8,6 +8,7 @@
  * @module
  */
 import type { Queryable, Sql } from "./connect.ts";
+import { COMPAT_MARK, installCompat } from "./compat.ts";
 import { RetaskError } from "../errors.ts";
 
 /** The schema retask installs into unless told otherwise. */
@@ -20,7 +21,12 @@ export const DEFAULT_SCHEMA = "retask";
 export const MIGRATIONS: readonly string[] = ["0001_tables.sql"];
 
 /** Function files, in the order they are applied (a later one may call an earlier one). */
-export const FUNCTION_FILES: readonly string[] = ["programs.sql", "state_machine.sql", "run.sql"];
+export const FUNCTION_FILES: readonly string[] = [
+  "programs.sql",
+  "state_machine.sql",
+  "render.sql",
+  "run.sql",
+];
 
 /** The course application's names over retask's schema (see the file's header). */
 export const COMPAT_FILE = "compat.sql";
@@ -61,7 +67,8 @@ export function checkSchemaName(schema: string): string {
   return schema;
 }
 
-interface SqlFile {
+/** A SQL file read for install, with its checksum. */
+export interface SqlFile {
   file: string;
   text: string;
   checksum: string;
@@ -137,7 +144,8 @@ function checkMigrations(done: Applied, migrations: SqlFile[]): void {
   }
 }
 
-async function run(tx: Queryable, file: string, text: string): Promise<void> {
+/** Runs one file's SQL; a failure says which file and that nothing was changed. */
+export async function run(tx: Queryable, file: string, text: string): Promise<void> {
   try {
     await tx.unsafe(text);
   } catch (error) {
@@ -148,65 +156,6 @@ async function run(tx: Queryable, file: string, text: string): Promise<void> {
       { cause: error },
     );
   }
-}
-
-const COMPAT_MARK = "retask compatibility layer";
-
-/** One object of the course layer: its section of compat.sql. */
-interface CompatSection {
-  name: string;
-  needs: string | null;
-  kind: "relation" | "routine";
-  /** The retask object it stands for, from its comment. */
-  instead: string;
-  text: string;
-}
-
-function compatSections(text: string): CompatSection[] {
-  const parts = text.split(/^(?=-- compat: )/m).slice(1);
-  return parts.map((part) => {
-    const [, name, needs] = /^-- compat: (\S+)(?: needs (\S+))?/.exec(part)!;
-    const instead = new RegExp(`IS '${COMPAT_MARK}: (\\S+)'`).exec(part)?.[1] ?? "";
-    const kind = /^CREATE OR REPLACE VIEW/m.test(part) ? "relation" : "routine";
-    return { name, needs: needs ?? null, kind, instead, text: part };
-  });
-}
-
-// True when `name` belongs to something that is not this layer's.
-async function taken(tx: Queryable, section: CompatSection): Promise<boolean> {
-  const [schema, object] = section.name.split(".");
-  const [row] = section.kind === "relation"
-    ? await tx<{ taken: boolean }[]>`
-        SELECT EXISTS (
-          SELECT FROM pg_catalog.pg_type t
-          LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
-          WHERE t.typnamespace = to_regnamespace(${schema}) AND t.typname = ${object}
-            AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE ${COMPAT_MARK + "%"})
-          AS taken`
-    : await tx<{ taken: boolean }[]>`
-        SELECT EXISTS (
-          SELECT FROM pg_catalog.pg_proc p
-          WHERE p.pronamespace = to_regnamespace(${schema}) AND p.proname = ${object}
-            AND coalesce(obj_description(p.oid, 'pg_proc'), '') NOT LIKE ${COMPAT_MARK + "%"})
-          AS taken`;
-  return row.taken;
-}
-
-async function installCompat(tx: Queryable, compat: SqlFile): Promise<InstallResult["compat"]> {
-  await tx`CREATE SCHEMA IF NOT EXISTS empapi`;
-  const installed: string[] = [];
-  const skipped: InstallResult["compat"]["skipped"] = [];
-  for (const section of compatSections(compat.text)) {
-    const missing = section.needs && !installed.includes(section.needs);
-    if (missing || await taken(tx, section)) {
-      const reason = missing ? `needs ${section.needs}` : "the name is taken";
-      skipped.push({ name: section.name, reason, instead: section.instead });
-      continue;
-    }
-    await run(tx, `${COMPAT_FILE} (${section.name})`, section.text);
-    installed.push(section.name);
-  }
-  return { installed, skipped };
 }
 
 // Privileges survive a refresh: those of every routine about to be dropped are
@@ -342,13 +291,15 @@ export async function requireInstalled(sql: Sql, schema: string = DEFAULT_SCHEMA
   const done = await applied(sql, schema);
   checkMigrations(done, files.migrations);
   if (done.version === 0) {
-    const [{ legacy }] = await sql<{ legacy: boolean }[]>`
-      SELECT to_regclass('public.retask_migrations') IS NOT NULL AS legacy`;
+    const [{ legacy, database }] = await sql<{ legacy: boolean; database: string }[]>`
+      SELECT to_regclass('public.retask_migrations') IS NOT NULL AS legacy,
+             current_database() AS database`;
     throw new RetaskError(
       "database",
       legacy
-        ? "retask is installed in schema public by an older version; run retask install to move it into its own schema"
-        : `retask is not installed in this database (schema ${schema}); run retask install`,
+        ? `retask is installed in schema public of database ${database} by an older version; ` +
+          "run retask install to move it into its own schema"
+        : `retask is not installed in database ${database} (schema ${schema}); run retask install`,
     );
   }
   const stale = done.version < SCHEMA_VERSION ||

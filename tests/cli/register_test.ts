@@ -100,7 +100,7 @@ Deno.test("retask register", async (t) => {
         assert.equal(run.code, 1);
         assert.equal(
           run.stderr.trim(),
-          "retask: retask is not installed in this database (schema retask); run retask install",
+          `retask: retask is not installed in database ${bare.name} (schema retask); run retask install`,
         );
       } finally {
         await bare.drop();

@@ -117,7 +117,7 @@ Deno.test("install --schema and --no-compat", async () => {
     await requireInstalled(db.sql, "jobs");
     await assert.rejects(
       requireInstalled(db.sql),
-      /not installed in this database \(schema retask\)/,
+      /not installed in database retask_test_schema_other_\w+ \(schema retask\)/,
     );
     const bad = await runCli(["install", "--schema", "Bad Name"], db.url);
     assert.equal(bad.code, 2);

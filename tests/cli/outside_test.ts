@@ -1,10 +1,9 @@
 // Using retask from outside the clone: a program that imports lib/mod.ts by path, and
 // `deno install -g` of main.ts. Neither may depend on the clone's deno.json.
 import assert from "node:assert/strict";
-import { freshDatabase } from "./helpers.ts";
+import { freshDatabase, MAIN } from "../harness/mod.ts";
 
 const MOD = new URL("../../lib/mod.ts", import.meta.url).pathname;
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 async function deno(args: string[], cwd: string, env: Record<string, string> = {}) {
   const out = await new Deno.Command(Deno.execPath(), { args, cwd, env, stdin: "null" }).output();

@@ -3,7 +3,7 @@
 // retry's last error, and the demo's progress bar.
 import assert from "node:assert/strict";
 import { stopEmbedded } from "../../lib/db/embedded.ts";
-import { cliEnv, freshDatabase, MAIN, runCli, waitFor } from "./helpers.ts";
+import { cliEnv, freshDatabase, MAIN, runCli, waitFor } from "../harness/mod.ts";
 
 const TIME = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`;
 // Flags are checked before connecting: pointing at a closed port shows that none is needed.
