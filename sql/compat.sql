@@ -76,10 +76,10 @@ $$;
 COMMENT ON PROCEDURE public.process_tasks(interval) IS 'retask compatibility layer: retask.process_tasks';
 
 -- compat: empapi.run needs public.tasks
--- Runs with its caller's rights, as the course's did.
+-- Runs with its caller's rights, as the course's did, and under the caller's
+-- search_path (no path of its own: run_program's default takes the caller's).
 CREATE FUNCTION empapi.run(task public.tasks) RETURNS text
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql VOLATILE AS $$
     SELECT retask.run_program(task.program_id, task.params)
 $$;
 COMMENT ON FUNCTION empapi.run(public.tasks) IS 'retask compatibility layer: retask.run_program';

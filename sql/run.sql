@@ -6,17 +6,18 @@
 -- have no PL/Python.
 
 -- Runs program `program_id` with `params` and renders what it returned. The
--- program runs with the caller's rights and sees the search_path a plain
--- session of the caller's role would (the course's programs name their tables
--- unqualified). The function is looked up by name on every run (cheap); what
+-- program runs with the caller's rights and under `path`, by default the
+-- caller's own search_path (a default is evaluated before this function's
+-- pinned path applies): the course's programs name their tables unqualified. The function is looked up by name on every run (cheap); what
 -- the session keeps, per program, is what that lookup last gave and the
 -- result's column names: {func, oid, names, relid}. A session can write that
 -- setting itself, so nothing taken from it is trusted as SQL: the function
 -- called is always the one `func` resolves to now, and the query is built from
 -- its oid on every run. `relid` is the relation of a composite result, whose
 -- columns can change under the same function: its names are read every run.
-CREATE FUNCTION retask.run_program(program_id bigint, params jsonb) RETURNS text
-LANGUAGE plpgsql VOLATILE
+CREATE FUNCTION retask.run_program(
+    program_id bigint, params jsonb, path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS text LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     func text;
@@ -46,8 +47,8 @@ BEGIN
         relid := cache[4]::oid;
     ELSE
         -- stored names are schema-qualified; a course-era one that is not
-        -- resolves under the session's own path
-        fn := retask.program_function(func, (SELECT s.reset_val FROM pg_settings s WHERE s.name = 'search_path'));
+        -- resolves under the caller's path
+        fn := retask.program_function(func, path);
         names := retask.program_columns(fn);
         SELECT ty.typrelid INTO relid
         FROM pg_proc p JOIN pg_type ty ON ty.oid = p.prorettype
@@ -70,7 +71,7 @@ BEGIN
     -- this function's path), quoted where needed
     query := format('SELECT pg_catalog.array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', cols, fn::regproc, aliases);
     -- the program's own path, until this function returns
-    PERFORM set_config('search_path', (SELECT s.reset_val FROM pg_settings s WHERE s.name = 'search_path'), true);
+    PERFORM set_config('search_path', path, true);
     EXECUTE query INTO cells USING params;
     PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
     RETURN retask.render_table(names, cells);
@@ -81,7 +82,8 @@ $$;
 -- each ended, all in the caller's statement: the programs' effects and their
 -- endings commit together. Every row is locked before any program runs; each
 -- program runs under a savepoint, so a failure undoes only its own effects.
--- One row per task, in task_id order; `outcome` says what became of it:
+-- Programs run under `path`, the caller's search_path (see run_program). One
+-- row per task, in task_id order; `outcome` says what became of it:
 --   finished, retry, error  the attempt ran and is recorded (record_attempts);
 --               `error` is its message, `status` the task's status after;
 --   taken       the task is not running that attempt (it was rescued): not run;
@@ -95,7 +97,9 @@ $$;
 -- timeout (recorded), and the rest come back unrun (the timer is spent). Raised
 -- in a later program, it cut short a task that had not had its full time: that
 -- task and the rest come back unrun.
-CREATE FUNCTION retask.run_tasks(task_ids bigint[], attempts integer[])
+CREATE FUNCTION retask.run_tasks(
+    task_ids bigint[], attempts integer[],
+    path text DEFAULT pg_catalog.current_setting('search_path'))
 RETURNS TABLE (task_id bigint, outcome text, status text, error text, context text,
                duration_ms double precision)
 LANGUAGE plpgsql VOLATILE
@@ -147,7 +151,7 @@ BEGIN
         ctx := NULL;
         code := NULL;
         BEGIN
-            res := retask.run_program(task.program_id, task.params);
+            res := retask.run_program(task.program_id, task.params, path);
         EXCEPTION
             -- OTHERS leaves out the cancel and a failed ASSERT
             WHEN others OR query_canceled OR assert_failure THEN
@@ -179,7 +183,7 @@ BEGIN
         results[n] := res;
         errors[n] := err;
         codes[n] := code;
-        contexts[n] := retask.program_error_context(ctx);
+        contexts[n] := CASE WHEN ctx IS NOT NULL THEN retask.program_error_context(ctx) END;
         starts[n] := began;
         stops[n] := ended;
         -- a timeout in the first program is its own: it had all the time there was
