@@ -8,7 +8,7 @@ import type { Sql } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import { enqueue } from "../lib/queue/enqueue.ts";
 import { registerProgram } from "../lib/queue/programs.ts";
-import { DEFAULT_SCHEMA, install } from "../lib/db/schema.ts";
+import { DEFAULT_SCHEMA, install, isInstalled } from "../lib/db/schema.ts";
 import { runWorker } from "../lib/worker/loop.ts";
 
 /** Attempts per demo task: the seed's "no more than three times". */
@@ -173,7 +173,8 @@ export async function runDemo(sql: Sql, options: DemoOptions): Promise<DemoResul
   const { runs, probability, concurrency, signal, schema = DEFAULT_SCHEMA } = options;
   const tasks = sql`${sql(schema)}.tasks`;
   const lucky = `${schema}.lucky`;
-  await install(sql, { schema });
+  // the course layer on a first install only: one left out (--no-compat) stays out
+  await install(sql, { schema, compat: !(await isInstalled(sql, schema)) });
   // never repoint a program of the user's that happens to be called "lucky"
   const [taken] = await sql<{ func: string }[]>`
     SELECT func FROM ${sql(schema)}.programs WHERE name = ${DEMO_PROGRAM}

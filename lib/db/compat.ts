@@ -30,24 +30,37 @@ function compatSections(text: string): CompatSection[] {
   });
 }
 
-// True when `name` belongs to something that is not this layer's.
-async function taken(tx: Queryable, section: CompatSection): Promise<boolean> {
+/**
+ * The comment prefix of this layer's objects over retask in `schema`: an
+ * object marked for another schema's retask is not this install's to replace.
+ */
+export function compatMark(schema: string): string {
+  return `${COMPAT_MARK}: ${schema}.`;
+}
+
+// Why `section` cannot be created, or null when it can: its name belongs to
+// something that is not this layer's, or the installer may not create there.
+async function obstacle(
+  tx: Queryable,
+  section: CompatSection,
+  mark: string,
+): Promise<string | null> {
   const [schema, object] = section.name.split(".");
-  const [row] = section.kind === "relation"
-    ? await tx<{ taken: boolean }[]>`
-        SELECT EXISTS (
-          SELECT FROM pg_catalog.pg_type t
-          LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
-          WHERE t.typnamespace = to_regnamespace(${schema}) AND t.typname = ${object}
-            AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE ${COMPAT_MARK + "%"})
-          AS taken`
-    : await tx<{ taken: boolean }[]>`
-        SELECT EXISTS (
-          SELECT FROM pg_catalog.pg_proc p
-          WHERE p.pronamespace = to_regnamespace(${schema}) AND p.proname = ${object}
-            AND coalesce(obj_description(p.oid, 'pg_proc'), '') NOT LIKE ${COMPAT_MARK + "%"})
-          AS taken`;
-  return row.taken;
+  const [row] = await tx<{ taken: boolean; creatable: boolean }[]>`
+    SELECT CASE ${section.kind}
+             WHEN 'relation' THEN EXISTS (
+               SELECT FROM pg_catalog.pg_type t
+               LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+               WHERE t.typnamespace = to_regnamespace(${schema}) AND t.typname = ${object}
+                 AND coalesce(obj_description(c.oid, 'pg_class'), '') NOT LIKE ${mark + "%"})
+             ELSE EXISTS (
+               SELECT FROM pg_catalog.pg_proc p
+               WHERE p.pronamespace = to_regnamespace(${schema}) AND p.proname = ${object}
+                 AND coalesce(obj_description(p.oid, 'pg_proc'), '') NOT LIKE ${mark + "%"})
+           END AS taken,
+           coalesce(has_schema_privilege(to_regnamespace(${schema}), 'CREATE'), false) AS creatable`;
+  if (row.taken) return "the name is taken";
+  return row.creatable ? null : `no CREATE privilege on schema ${schema}`;
 }
 
 /**
@@ -56,15 +69,21 @@ async function taken(tx: Queryable, section: CompatSection): Promise<boolean> {
  */
 export async function installCompat(
   tx: Queryable,
+  schema: string,
   compat: SqlFile,
 ): Promise<InstallResult["compat"]> {
-  await tx`CREATE SCHEMA IF NOT EXISTS empapi`;
+  // empapi only if it may be created; its sections are skipped otherwise
+  const [{ create }] = await tx<{ create: boolean }[]>`
+    SELECT to_regnamespace('empapi') IS NULL
+           AND has_database_privilege(current_database(), 'CREATE') AS create`;
+  if (create) await tx`CREATE SCHEMA empapi`;
   const installed: string[] = [];
   const skipped: InstallResult["compat"]["skipped"] = [];
   for (const section of compatSections(compat.text)) {
-    const missing = section.needs && !installed.includes(section.needs);
-    if (missing || await taken(tx, section)) {
-      const reason = missing ? `needs ${section.needs}` : "the name is taken";
+    const reason = section.needs && !installed.includes(section.needs)
+      ? `needs ${section.needs}`
+      : await obstacle(tx, section, compatMark(schema));
+    if (reason) {
       skipped.push({ name: section.name, reason, instead: section.instead });
       continue;
     }

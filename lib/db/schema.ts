@@ -8,7 +8,8 @@
  * @module
  */
 import type { Queryable, Sql } from "./connect.ts";
-import { COMPAT_MARK, installCompat } from "./compat.ts";
+import denoJson from "../../deno.json" with { type: "json" };
+import { compatMark, installCompat } from "./compat.ts";
 import { RetaskError } from "../errors.ts";
 
 /** The schema retask installs into unless told otherwise. */
@@ -56,7 +57,13 @@ export interface InstallResult {
   compat: { installed: string[]; skipped: { name: string; reason: string; instead: string }[] };
 }
 
-/** Checks a schema name; retask's names are spliced into SQL, so only plain identifiers. */
+/** The release whose function files this code installs; a database's newer one is refused. */
+export const RELEASE: string = denoJson.version;
+
+/**
+ * Checks a schema name; retask's names are spliced into SQL, so only plain
+ * identifiers, and none of PostgreSQL's own schemas or the course layer's.
+ */
 export function checkSchemaName(schema: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
     throw new RetaskError(
@@ -64,7 +71,19 @@ export function checkSchemaName(schema: string): string {
       `schema must be a lowercase identifier (letters, digits, _), got "${schema}"`,
     );
   }
+  if (/^(public|empapi|information_schema|pg_.*)$/.test(schema)) {
+    throw new RetaskError("usage", `schema ${schema} is not retask's to use; choose another name`);
+  }
   return schema;
+}
+
+// x.y.z compared as numbers: -1, 0 or 1.
+function compareReleases(a: string, b: string): number {
+  const [x, y] = [a, b].map((v) => v.split(/[.-]/).map((n) => Number(n) || 0));
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) < (y[i] ?? 0) ? -1 : 1;
+  }
+  return 0;
 }
 
 /** A SQL file read for install, with its checksum. */
@@ -110,14 +129,17 @@ async function sources(schema: string) {
 
 /** What is recorded as applied: file → checksum, and the version. */
 async function applied(sql: Queryable, schema: string) {
-  const rows = await sql<{ file: string; version: number | null; checksum: string }[]>`
-    SELECT file, version, checksum FROM ${sql(schema)}.migrations`.catch((error) => {
+  const rows = await sql<
+    { file: string; version: number | null; checksum: string; release: string | null }[]
+  >`SELECT file, version, checksum, release FROM ${sql(schema)}.migrations`.catch((error) => {
     if ((error as { code?: string }).code === "42P01") return []; // not installed
     throw error;
   });
   const checksums = new Map(rows.map((r) => [r.file, r.checksum]));
   const version = Math.max(0, ...rows.map((r) => r.version ?? 0));
-  return { checksums, version };
+  const releases = rows.map((r) => r.release).filter((r): r is string => r !== null);
+  const release = releases.reduce((a, b) => compareReleases(a, b) >= 0 ? a : b, "0");
+  return { checksums, version, release };
 }
 
 type Applied = Awaited<ReturnType<typeof applied>>;
@@ -130,6 +152,13 @@ function checkMigrations(done: Applied, migrations: SqlFile[]): void {
     throw new RetaskError(
       "database",
       `the database has schema version ${done.version}, newer than this retask's ${SCHEMA_VERSION}: upgrade retask`,
+    );
+  }
+  // the function files of a later release must not be replaced by this one's
+  if (compareReleases(done.release, RELEASE) > 0) {
+    throw new RetaskError(
+      "database",
+      `the database has retask ${done.release}'s functions, newer than this retask's ${RELEASE}: upgrade retask`,
     );
   }
   for (const { file, checksum } of migrations) {
@@ -168,7 +197,7 @@ async function saveAcls(tx: Queryable, schema: string, compat: boolean): Promise
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     WHERE p.proacl IS NOT NULL
       AND (n.nspname = ${schema} OR (${compat} AND n.nspname IN ('public', 'empapi')
-           AND obj_description(p.oid, 'pg_proc') LIKE ${COMPAT_MARK + "%"}))
+           AND obj_description(p.oid, 'pg_proc') LIKE ${compatMark(schema) + "%"}))
     ON CONFLICT (object) DO UPDATE SET acl = excluded.acl`;
 }
 
@@ -178,13 +207,18 @@ async function dropRoutines(tx: Queryable, schema: string, compat: boolean): Pro
            CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind
     FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = ${schema} OR (${compat} AND n.nspname IN ('public', 'empapi')
-          AND obj_description(p.oid, 'pg_proc') LIKE ${COMPAT_MARK + "%"})`;
+          AND obj_description(p.oid, 'pg_proc') LIKE ${compatMark(schema) + "%"})`;
   for (const { signature, kind } of routines) {
     await run(tx, "dropping the previous functions", `DROP ${kind} ${signature}`);
   }
 }
 
+// Saved privileges go back only onto retask's own routines and this install's
+// course layer, never onto an application's object of the same name. Whoever
+// is granted one of them may use the schema, as they could use the names
+// before.
 async function restoreAcls(tx: Queryable, schema: string): Promise<void> {
+  const mark = compatMark(schema).replaceAll("'", "''");
   await tx.unsafe(`
     DO $$
     DECLARE
@@ -198,10 +232,13 @@ async function restoreAcls(tx: Queryable, schema: string): Promise<void> {
                        p.oid::regprocedure::text AS name
                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                 WHERE saved.kind = 'routine' AND n.nspname || '.' || p.proname = saved.object
+                  AND (n.nspname = '${schema}'
+                       OR obj_description(p.oid, 'pg_proc') LIKE '${mark}%')
                 UNION ALL
                 SELECT 'TABLE', c.oid::regclass::text
                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE saved.kind = 'relation' AND n.nspname || '.' || c.relname = saved.object
+                  AND obj_description(c.oid, 'pg_class') LIKE '${mark}%'
             LOOP
                 EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', target.kind, target.name);
                 FOR grant_ IN SELECT * FROM aclexplode(saved.acl) LOOP
@@ -210,11 +247,38 @@ async function restoreAcls(tx: Queryable, schema: string): Promise<void> {
                         CASE WHEN grant_.grantee = 0 THEN 'PUBLIC'
                              ELSE quote_ident(pg_get_userbyid(grant_.grantee)) END,
                         CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                    IF grant_.grantee <> 0 THEN
+                        EXECUTE format('GRANT USAGE ON SCHEMA ${schema} TO %I',
+                                       pg_get_userbyid(grant_.grantee));
+                    END IF;
                 END LOOP;
                 DELETE FROM ${schema}.saved_acl WHERE object = saved.object;
             END LOOP;
         END LOOP;
     END $$`);
+}
+
+// Creates the schema, or checks that the one there is retask's: an install
+// replaces every function in it, so a schema holding anything else is refused.
+async function claimSchema(tx: Queryable, schema: string): Promise<void> {
+  const [row] = await tx<{ keyword: boolean; foreign: boolean }[]>`
+    SELECT EXISTS (SELECT FROM pg_get_keywords() WHERE word = ${schema} AND catcode <> 'U')
+             AS keyword,
+           to_regnamespace(${schema}) IS NOT NULL
+             AND to_regclass(${schema + ".migrations"}) IS NULL
+             AND (EXISTS (SELECT FROM pg_class WHERE relnamespace = to_regnamespace(${schema}))
+                  OR EXISTS (SELECT FROM pg_proc WHERE pronamespace = to_regnamespace(${schema})))
+             AS foreign`;
+  if (row.keyword) {
+    throw new RetaskError("usage", `schema ${schema} is an SQL keyword; choose another name`);
+  }
+  if (row.foreign) {
+    throw new RetaskError(
+      "usage",
+      `schema ${schema} already holds objects that are not retask's; choose another with --schema`,
+    );
+  }
+  await tx`CREATE SCHEMA IF NOT EXISTS ${tx(schema)}`;
 }
 
 /**
@@ -232,18 +296,20 @@ export async function install(sql: Sql, options: InstallOptions = {}): Promise<I
     await tx`SELECT pg_advisory_xact_lock(hashtextextended(${`retask.install:${schema}`}, 0))`;
     // no object of the installer's path may stand in for one of PostgreSQL's
     await tx`SET LOCAL search_path = pg_catalog, pg_temp`;
-    await tx`CREATE SCHEMA IF NOT EXISTS ${tx(schema)}`;
+    await claimSchema(tx, schema);
     await tx`CREATE TABLE IF NOT EXISTS ${tx(schema)}.migrations (
       file text PRIMARY KEY,
       version integer UNIQUE,
       checksum text NOT NULL,
+      release text,
       applied_at timestamptz NOT NULL DEFAULT now())`;
     const done = await applied(tx, schema);
     checkMigrations(done, files.migrations);
     const record = (file: string, version: number | null, checksum: string) =>
-      tx`INSERT INTO ${tx(schema)}.migrations (file, version, checksum)
-         VALUES (${file}, ${version}, ${checksum})
-         ON CONFLICT (file) DO UPDATE SET checksum = excluded.checksum, applied_at = now()`;
+      tx`INSERT INTO ${tx(schema)}.migrations (file, version, checksum, release)
+         VALUES (${file}, ${version}, ${checksum}, ${RELEASE})
+         ON CONFLICT (file) DO UPDATE
+         SET checksum = excluded.checksum, release = excluded.release, applied_at = now()`;
 
     const migrations: string[] = [];
     for (const { file, text, checksum } of files.migrations) {
@@ -265,7 +331,7 @@ export async function install(sql: Sql, options: InstallOptions = {}): Promise<I
         await record(file, null, checksum);
       }
       if (withCompat) {
-        compat = await installCompat(tx, files.compat);
+        compat = await installCompat(tx, schema, files.compat);
         await record(files.compat.file, null, files.compat.checksum);
       }
       await restoreAcls(tx, schema);
@@ -278,6 +344,14 @@ export async function install(sql: Sql, options: InstallOptions = {}): Promise<I
       compat,
     };
   });
+}
+
+/** True when some version of retask is installed in `schema`. */
+export async function isInstalled(
+  sql: Queryable,
+  schema: string = DEFAULT_SCHEMA,
+): Promise<boolean> {
+  return (await applied(sql, checkSchemaName(schema))).version > 0;
 }
 
 /**

@@ -166,6 +166,8 @@ Deno.test("a database installed by retask 5623551 is upgraded in place", async (
       SELECT enqueue_tasks(1, ARRAY['{"probability": 1}'::jsonb, '{"probability": 0}', '{}']);
       SELECT count(*) FROM run_tasks(ARRAY(SELECT task_id FROM take_tasks(2, 'w')), ARRAY[1, 1]);
       GRANT SELECT ON tasks TO ${role};
+      REVOKE EXECUTE ON FUNCTION take_tasks(integer, text, interval, boolean) FROM PUBLIC;
+      GRANT EXECUTE ON FUNCTION take_tasks(integer, text, interval, boolean) TO ${role};
       REVOKE EXECUTE ON FUNCTION empapi.get_tasks() FROM PUBLIC;
       GRANT EXECUTE ON FUNCTION empapi.get_tasks() TO ${role};`);
     const before = [
@@ -193,13 +195,77 @@ Deno.test("a database installed by retask 5623551 is upgraded in place", async (
     const [privileges] = await db.sql`
       SELECT has_table_privilege(${role}, 'public.tasks', 'SELECT') AS tasks,
              has_function_privilege(${role}, 'empapi.get_tasks()', 'EXECUTE') AS api,
-             has_function_privilege('public', 'empapi.get_tasks()', 'EXECUTE') AS everyone`;
-    assert.deepEqual(privileges, { tasks: true, api: true, everyone: false });
+             has_function_privilege('public', 'empapi.get_tasks()', 'EXECUTE') AS everyone,
+             has_function_privilege(${role}, 'retask.take_tasks(integer,text,interval,boolean)',
+                                    'EXECUTE') AS take,
+             has_schema_privilege(${role}, 'retask', 'USAGE') AS usage`;
+    assert.deepEqual(privileges, {
+      tasks: true,
+      api: true,
+      everyone: false,
+      take: true,
+      usage: true,
+    });
     // new ids go on from the old ones
     const [{ id }] = await db.sql`SELECT retask.enqueue_task(1) AS id`;
     assert.equal(id, 4);
   } finally {
     await db.drop();
     await db.admin(`DROP ROLE IF EXISTS ${role}`);
+  }
+});
+
+Deno.test("install refuses a schema that is not retask's, and never takes another's course names", async () => {
+  const db = await freshDatabase("schema_refused");
+  try {
+    await db.sql`CREATE SCHEMA shop`;
+    await db.sql`CREATE FUNCTION shop.price(jsonb) RETURNS int LANGUAGE sql AS 'SELECT 1'`;
+    for (
+      const [schema, message] of [
+        [
+          "shop",
+          /^retask: schema shop already holds objects that are not retask's; choose another/,
+        ],
+        ["public", /^retask: schema public is not retask's to use; choose another name/],
+        ["user", /^retask: schema user is an SQL keyword; choose another name/],
+      ] as const
+    ) {
+      const run = await runCli(["install", "--schema", schema], db.url);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, message);
+    }
+    const [{ kept }] = await db.sql`SELECT to_regproc('shop.price') IS NOT NULL AS kept`;
+    assert.equal(kept, true);
+
+    // a second retask in the same database leaves the first one's course names alone
+    assert.equal((await runCli(["install"], db.url)).code, 0);
+    const second = await runCli(["install", "--schema", "jobs"], db.url);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(
+      second.stdout,
+      /skipped course names that are taken: public\.programs \(the name is taken\)/,
+    );
+    const [{ comment }] = await db.sql`SELECT obj_description('public.tasks'::regclass) AS comment`;
+    assert.equal(comment, "retask compatibility layer: retask.tasks");
+    // and the demo, on a retask installed without the course names, adds none
+    const bare = await runCli(["install", "--schema", "bare", "--no-compat"], db.url);
+    assert.equal(bare.code, 0, bare.stderr);
+    await db.sql`DROP VIEW public.tasks, public.programs CASCADE`;
+    assert.equal((await runCli(["--schema", "bare", "demo", "--runs", "3"], db.url)).code, 0);
+    const [{ tasks }] = await db.sql`SELECT to_regclass('public.tasks') AS tasks`;
+    assert.equal(tasks, null);
+  } finally {
+    await db.drop();
+  }
+});
+
+Deno.test("a database whose functions come from a newer retask is refused, not downgraded", async () => {
+  const db = await freshDatabase("schema_release", { install: true });
+  try {
+    await db.sql`UPDATE retask.migrations SET release = '99.0.0' WHERE file = 'run.sql'`;
+    await assert.rejects(install(db.sql), /retask 99\.0\.0's functions, newer than this retask's/);
+    await assert.rejects(requireInstalled(db.sql), /newer than this retask's .*: upgrade retask/);
+  } finally {
+    await db.drop();
   }
 });
