@@ -58,10 +58,16 @@ BEGIN
         RAISE EXCEPTION 'a task completes as finished or error, not %', complete_task.status
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM retask.record_attempts(
-        ARRAY[task.task_id], ARRAY[task.attempt_count], ARRAY[complete_task.status],
-        results => ARRAY[CASE WHEN complete_task.status = 'finished' THEN result END],
-        errors => ARRAY[CASE WHEN complete_task.status = 'error' THEN result END]);
+    -- a completion of an attempt the task no longer runs (it was rescued) must
+    -- not commit the caller's effects as if it had counted
+    IF NOT EXISTS (SELECT FROM retask.record_attempts(
+            ARRAY[task.task_id], ARRAY[task.attempt_count], ARRAY[complete_task.status],
+            results => ARRAY[CASE WHEN complete_task.status = 'finished' THEN result END],
+            errors => ARRAY[CASE WHEN complete_task.status = 'error' THEN result END])) THEN
+        RAISE EXCEPTION 'attempt % of task % is not running any more', task.attempt_count, task.task_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'It was rescued as lost and retried; its result was not recorded.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION public.complete_task(public.tasks, text, text) IS 'retask compatibility layer: retask.record_attempts';

@@ -3,6 +3,26 @@
 -- task against both and inserts it as scheduled. The rest of a task's life is
 -- state_machine.sql.
 
+-- The function a program's name means under `path`: first the name as one
+-- identifier, as the course application's quote_ident(func) read it
+-- ('StockTask' is "StockTask"), then as SQL text (schema-qualified, quoted
+-- parts). NULL when there is none; a malformed name raises before
+-- PostgreSQL 16.
+CREATE FUNCTION retask.lookup_function(func text, path text) RETURNS regprocedure
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    -- the caller's path for this lookup only: the SET clause restores ours
+    PERFORM set_config('search_path', path, true);
+    IF func !~ '[."]' THEN
+        fn := to_regprocedure(quote_ident(func) || '(jsonb)');
+    END IF;
+    RETURN coalesce(fn, to_regprocedure(func || '(jsonb)'));
+END
+$$;
+
 -- The function behind a program: exists, is a plain function, takes exactly one
 -- jsonb argument and declares its result columns. Errors say what to fix.
 -- The name resolves as the caller wrote it, under `path` (by default the
@@ -20,21 +40,11 @@ BEGIN
     IF func IS NULL OR btrim(func) = '' THEN
         RAISE EXCEPTION 'function name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- the name as one identifier first, as the course application's
-    -- quote_ident(func) read it ('StockTask' is "StockTask"), then as SQL text
-    -- (schema-qualified, quoted parts); the caller's path only for this lookup
-    PERFORM set_config('search_path', path, true);
-    IF func !~ '[."]' THEN
-        fn := to_regprocedure(quote_ident(func) || '(jsonb)');
-    END IF;
-    IF fn IS NULL THEN
-        BEGIN
-            fn := to_regprocedure(func || '(jsonb)');
-        EXCEPTION WHEN others THEN  -- before PostgreSQL 16 a malformed name raises
-            fn := NULL;
-        END;
-    END IF;
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        fn := retask.lookup_function(func, path);
+    EXCEPTION WHEN others THEN  -- before PostgreSQL 16 a malformed name raises
+        fn := NULL;
+    END;
     IF fn IS NULL THEN
         RAISE EXCEPTION 'function %(jsonb) does not exist', func
             USING ERRCODE = 'undefined_function',

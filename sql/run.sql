@@ -36,11 +36,8 @@ BEGIN
     END IF;
     cache := nullif(current_setting('retask.run_' || run_program.program_id, true), '')::text[];
     IF cache[1] = func THEN
-        -- the two readings program_function tries, first as one identifier
-        IF func !~ '[."]' THEN
-            fn := to_regprocedure(quote_ident(func) || '(jsonb)');
-        END IF;
-        fn := coalesce(fn, to_regprocedure(func || '(jsonb)'));
+        -- a name that resolved before: no malformed one reaches this lookup
+        fn := retask.lookup_function(func, path);
     END IF;
     IF fn IS NOT NULL AND fn::oid = cache[2]::oid THEN
         names := cache[3]::text[];

@@ -138,6 +138,7 @@ BEGIN
         FROM (
             SELECT u.*,
                    CASE WHEN u.code = '57014' AND u.error LIKE '%statement timeout%'
+                             AND coalesce(record_attempts.timeout, u.finished_at - u.started_at) IS NOT NULL
                         THEN format('timed out after %s ms', round(extract(epoch FROM
                                  coalesce(record_attempts.timeout, u.finished_at - u.started_at)) * 1000))
                         ELSE u.error END AS message

@@ -11,12 +11,15 @@ import { errorMessage } from "../errors.ts";
 import type { ClaimedTask } from "./claim.ts";
 import { runLocal } from "./local.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
-import { type AttemptResult, lost, recordAttempts, type RecordTarget } from "./recorder.ts";
+import {
+  type AttemptResult,
+  lost,
+  recordAttempts,
+  type RecordTarget,
+  STOPPED,
+} from "./recorder.ts";
 import { type RemotePools, runRemote } from "./remote.ts";
 import { sleep } from "./wake.ts";
-
-/** The reason recorded for attempts cut short by a stopping worker. */
-export const STOPPED = "worker stopped before the task finished";
 
 /**
  * How long a lane's batch should take. A lane sizes its next batch from how

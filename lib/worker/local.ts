@@ -11,8 +11,7 @@ import { isConnectionError, STALL_MS, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
 import type { ClaimedTask } from "./claim.ts";
 import type { LaneHandle } from "./lane.ts";
-import { failed, lost, recordAttempts, type RecordedRow, reportOf } from "./recorder.ts";
-import { STOPPED } from "./lane.ts";
+import { failed, recordAttempts, type RecordedRow, reportOf, unlessStopping } from "./recorder.ts";
 
 /** A row of `run_tasks`: what became of one task of the batch. */
 interface RunRow {
@@ -74,11 +73,8 @@ export async function runLocal(
       const task = byId.get(row.task_id)!;
       if (row.outcome === "cancelled") {
         // a cancel the worker did not send is the attempt's failure
-        cut.push(
-          lane.aborting
-            ? lost(task, STOPPED, row.duration_ms)
-            : failed(task, row.error ?? "", "57014", row.context, row.duration_ms),
-        );
+        const cancelled = failed(task, row.error ?? "", "57014", row.context, row.duration_ms);
+        cut.push(unlessStopping(cancelled, lane.aborting));
       } else if (row.outcome === "unrun") {
         unrun.push(task);
       } else {

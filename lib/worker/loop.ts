@@ -154,13 +154,18 @@ export async function runWorker(
     giveUp: giveUp.signal,
   };
   // a backend running a program notices within a second that its worker died
-  // (kill -9) and rolls back, releasing the task's row for the rescuer
+  // (kill -9) and rolls back, releasing the task's row for the rescuer. A
+  // role's or database's own timeouts must not cut the lane's bookkeeping, nor
+  // the transaction that holds remote tasks while they run; the task timeout
+  // is set around each run_tasks alone.
   const openLane = () =>
     openPool(target, {
       max: 1,
       applicationName,
       settings: {
         client_connection_check_interval: "1000",
+        statement_timeout: "0",
+        idle_in_transaction_session_timeout: "0",
       },
     });
   const lanes = Array.from({ length: settings.concurrency }, () => new Lane(openLane, context));

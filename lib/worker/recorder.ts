@@ -33,6 +33,9 @@ export interface RecordedRow {
   error: string | null;
 }
 
+/** The reason recorded for attempts cut short by a stopping worker. */
+export const STOPPED = "worker stopped before the task finished";
+
 /** What the lane reports for a task it took but no longer held when it came to record it. */
 export const TAKEN = "the task had been taken from this worker";
 
@@ -55,6 +58,16 @@ export function failed(
 /** A lost attempt: the worker stopped or lost its connection before it ended. */
 export function lost(task: ClaimedTask, reason: string, durationMs = 0): AttemptResult {
   return { task, end: "lost", result: null, error: reason, code: null, context: null, durationMs };
+}
+
+/**
+ * A program cancelled (57014) while its worker is stopping did not fail: the
+ * worker cut it short, so its attempt is lost, not an error.
+ */
+export function unlessStopping(result: AttemptResult, stopping: boolean): AttemptResult {
+  return stopping && result.code === "57014"
+    ? lost(result.task, STOPPED, result.durationMs)
+    : result;
 }
 
 /** Where and how to record: the schema, and the task timeout a 57014 means. */

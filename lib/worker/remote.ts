@@ -16,7 +16,7 @@ import {
 import type { Sql } from "../db/connect.ts";
 import { errorMessage } from "../errors.ts";
 import type { ClaimedTask } from "./claim.ts";
-import { type LaneHandle, STOPPED } from "./lane.ts";
+import type { LaneHandle } from "./lane.ts";
 import { settle } from "./local.ts";
 import type { TaskOutcome } from "./outcome.ts";
 import {
@@ -26,6 +26,8 @@ import {
   lost,
   recordStatement,
   reportOf,
+  STOPPED,
+  unlessStopping,
 } from "./recorder.ts";
 
 /** Settings for {@link RemotePools}. */
@@ -152,10 +154,7 @@ export async function runRemote(
     let untrack = () => {};
     const result = await ctx.remote.run(task, (query) => (untrack = lane.track(query)));
     untrack();
-    // a program cancelled because the worker is stopping did not fail
-    return lane.aborting && result.code === "57014"
-      ? lost(task, STOPPED, result.durationMs)
-      : result;
+    return unlessStopping(result, lane.aborting);
   }));
   const [recorded, committed] = await withinStall(Promise.all([
     results.length > 0 ? settle(recordStatement(sql, results, ctx)) : null,

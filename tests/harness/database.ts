@@ -73,10 +73,6 @@ export async function freshDatabase(
   }`.toLowerCase();
   await adminStatement(server, `CREATE DATABASE ${name}`);
   live.set(name, server);
-  // tests and benchmarks name objects as a course-era session would after
-  // `SET search_path = public, retask`: the course's names first, retask's own
-  // (take_tasks, task_attempts, ...) without their schema
-  await adminStatement(server, `ALTER DATABASE ${name} SET search_path = public, retask`);
   const url = new URL(server);
   url.pathname = `/${name}`;
   const sql = client(url.toString(), {

@@ -192,7 +192,7 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
       "a row that left 'scheduled' before retask counts as one attempt",
     );
     const history = await db.sql<{ task_id: number; outcome: string }[]>`
-      SELECT task_id, outcome FROM task_attempts ORDER BY task_id`;
+      SELECT task_id, outcome FROM retask.task_attempts ORDER BY task_id`;
     assert.deepEqual(
       history.map((h) => [h.task_id, h.outcome]),
       [[1, "finished"], [2, "error"]],
@@ -208,7 +208,7 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
     // The old rows now go through the new mechanism: the running one's backend
     // is long gone, and the seed's program runs with the new renderer.
     const [{ rescued }] = await db.sql<{ rescued: number }[]>`
-      SELECT rescue_lost_tasks() AS rescued`;
+      SELECT retask.rescue_lost_tasks() AS rescued`;
     assert.equal(rescued, 1);
     const [taken] = await db.sql<{ task_id: number; result: string }[]>`
       SELECT t.task_id, empapi.run(t) AS result FROM take_task() t`;

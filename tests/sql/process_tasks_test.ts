@@ -53,7 +53,7 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
       { task_id: number; status: string; attempt_count: number; result: string; attempts: number }[]
     >`
       SELECT t.task_id, t.status, t.attempt_count, t.result,
-             (SELECT count(*)::int FROM task_attempts a WHERE a.task_id = t.task_id) AS attempts
+             (SELECT count(*)::int FROM retask.task_attempts a WHERE a.task_id = t.task_id) AS attempts
       FROM tasks t WHERE t.task_id = ANY(${all})`;
     const byId = new Map(rows.map((r) => [r.task_id, r]));
 
@@ -90,7 +90,7 @@ Deno.test("CALL process_tasks() retries failures up to three attempts", async ()
       assert.match(r.result, /^attempt 1 of 3\n.*\nМне повезло\s*\n$/s);
     }
     const errors = await sql<{ error: string }[]>`
-      SELECT DISTINCT error FROM task_attempts WHERE task_id = ANY(${never})`;
+      SELECT DISTINCT error FROM retask.task_attempts WHERE task_id = ANY(${never})`;
     for (const id of never) {
       const r = byId.get(id)!;
       assert.deepEqual([r.status, r.attempt_count, r.attempts], ["error", 3, 3]);
@@ -129,7 +129,7 @@ Deno.test("cancelling process_tasks mid-task ends that attempt as lost, not runn
       SELECT status, attempt_count, result FROM tasks WHERE task_id = ${id}`;
     assert.deepEqual([row.status, row.attempt_count], ["scheduled", 1]);
     assert.equal(row.result, "attempt 1 of 3\nprocess_tasks was cancelled during the task");
-    const [{ outcome }] = await sql`SELECT outcome FROM task_attempts WHERE task_id = ${id}`;
+    const [{ outcome }] = await sql`SELECT outcome FROM retask.task_attempts WHERE task_id = ${id}`;
     assert.equal(outcome, "lost");
     const [{ alive }] = await worker`SELECT 1 AS alive`;
     assert.equal(alive, 1);

@@ -112,7 +112,7 @@ Deno.test("programs and enqueue", async (t) => {
         /at most 1 year/,
       );
       const [{ longest }] = await sql`
-        SELECT extract(epoch FROM retry_delay_after(30, 'exponential', '1 year', '1 year'))
+        SELECT extract(epoch FROM retask.retry_delay_after(30, 'exponential', '1 year', '1 year'))
                <= extract(epoch FROM interval '1 year') AS longest`;
       assert.equal(longest, true, "exponential backoff stays under its cap without overflowing");
     });

@@ -66,7 +66,7 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
 
     await t.step("odd margins put the extra space where Python's str.center does", async () => {
       const [row] = await sql<{ table: string }[]>`
-        SELECT render_table(ARRAY['ab', 'abc', 'x'], ARRAY[['12345', '123456', '1234']]) AS table`;
+        SELECT retask.render_table(ARRAY['ab', 'abc', 'x'], ARRAY[['12345', '123456', '1234']]) AS table`;
       // 'ab'.center(5) == '  ab ', 'abc'.center(6) == ' abc  ', 'x'.center(4) == ' x  '
       assert.equal(row.table.split("\n")[0], "  ab   abc    x  ");
     });

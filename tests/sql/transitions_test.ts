@@ -57,7 +57,7 @@ Deno.test("task transitions", async (t) => {
   async function history(id: number) {
     return [
       ...await sql<{ attempt: number; outcome: string; error: string | null }[]>`
-      SELECT attempt, outcome, error FROM task_attempts WHERE task_id = ${id} ORDER BY attempt`,
+      SELECT attempt, outcome, error FROM retask.task_attempts WHERE task_id = ${id} ORDER BY attempt`,
     ];
   }
   // Each step starts from an empty queue, so takes see only its own tasks.
@@ -234,9 +234,9 @@ Deno.test("task transitions", async (t) => {
     await t.step("exponential backoff doubles per attempt, jittered, capped", async () => {
       const [row] = await sql<{ first: number[]; third: number[]; capped: number[] }[]>`
         SELECT
-          array_agg(extract(epoch FROM retry_delay_after(1, 'exponential', '10 s', '1 h'))) AS first,
-          array_agg(extract(epoch FROM retry_delay_after(3, 'exponential', '10 s', '1 h'))) AS third,
-          array_agg(extract(epoch FROM retry_delay_after(40, 'exponential', '10 s', '1 h'))) AS capped
+          array_agg(extract(epoch FROM retask.retry_delay_after(1, 'exponential', '10 s', '1 h'))) AS first,
+          array_agg(extract(epoch FROM retask.retry_delay_after(3, 'exponential', '10 s', '1 h'))) AS third,
+          array_agg(extract(epoch FROM retask.retry_delay_after(40, 'exponential', '10 s', '1 h'))) AS capped
         FROM generate_series(1, 200)`;
       const within = (xs: number[], lo: number, hi: number) =>
         xs.every((x) => Number(x) >= lo && Number(x) <= hi);
@@ -260,6 +260,12 @@ Deno.test("task transitions", async (t) => {
         sql`SELECT complete_task(t, 'done', 'x') FROM public.tasks t WHERE task_id = ${id}`,
         /a task completes as finished or error, not done/,
       );
+      // a late completion of an attempt that was rescued changes nothing, and says so
+      await assert.rejects(
+        sql`SELECT complete_task(t, 'finished', 'late') FROM public.tasks t WHERE task_id = ${id}`,
+        /attempt 2 of task \d+ is not running any more/,
+      );
+      assert.equal((await task(id)).result, "attempt 2 of 2\nsecond try worked");
     });
 
     await t.step("take_task leaves tasks for another host to the retask worker", async () => {

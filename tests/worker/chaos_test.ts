@@ -19,7 +19,7 @@ const QUICK = ["--poll-interval", "100", "--rescue-interval", "300", "--quiet"];
 
 function attemptsAtLeast(sql: Sql, n: number) {
   return waitFor(
-    async () => (await count(sql, "SELECT count(*) AS n FROM task_attempts")) >= n,
+    async () => (await count(sql, "SELECT count(*) AS n FROM retask.task_attempts")) >= n,
     `${n} attempts`,
     60_000,
   );
@@ -54,7 +54,10 @@ Deno.test("workers under load and failure", async (t) => {
       for (const r of results) assert.equal(r.code, 0, r.stderr);
       await assertInvariants(sql);
       await assertEffectsExactlyOnce(sql);
-      const workers = await count(sql, "SELECT count(DISTINCT worker) AS n FROM task_attempts");
+      const workers = await count(
+        sql,
+        "SELECT count(DISTINCT worker) AS n FROM retask.task_attempts",
+      );
       // (one that starts late may find the queue already drained by the others)
       assert.ok(workers >= 3, `the workers shared the queue (${workers} took part)`);
     });
@@ -74,7 +77,10 @@ Deno.test("workers under load and failure", async (t) => {
       await assertEffectsExactlyOnce(sql);
       // a batch the server was running when its worker died still commits (the
       // backend notices a dead client within a second), so nothing need be lost
-      const workers = await count(sql, "SELECT count(DISTINCT worker) AS n FROM task_attempts");
+      const workers = await count(
+        sql,
+        "SELECT count(DISTINCT worker) AS n FROM retask.task_attempts",
+      );
       assert.equal(workers, 2, "the killed worker's attempts are recorded beside the survivor's");
     });
 
@@ -93,7 +99,7 @@ Deno.test("workers under load and failure", async (t) => {
       await assertEffectsExactlyOnce(sql);
       const lost = await count(
         sql,
-        "SELECT count(*) AS n FROM task_attempts WHERE outcome = 'lost'",
+        "SELECT count(*) AS n FROM retask.task_attempts WHERE outcome = 'lost'",
       );
       assert.ok(lost > 0, "attempts cut by the termination count, as lost");
     });

@@ -107,14 +107,14 @@ export async function assertInvariants(sql: Sql): Promise<void> {
       (SELECT count(*) FROM tasks WHERE status = 'error' AND attempt_count <> max_attempts)::int
         AS error_below_max,
       (SELECT coalesce(sum(attempt_count), 0) FROM tasks)::int AS attempts,
-      (SELECT count(*) FROM task_attempts)::int AS history,
+      (SELECT count(*) FROM retask.task_attempts)::int AS history,
       (SELECT count(*) FROM tasks t
-       WHERE (SELECT count(*) FROM task_attempts a
+       WHERE (SELECT count(*) FROM retask.task_attempts a
               WHERE a.task_id = t.task_id AND a.attempt BETWEEN 1 AND t.attempt_count)
              <> t.attempt_count)::int AS gaps,
       (SELECT count(*) FROM tasks t
        WHERE (t.status = 'finished') <> EXISTS (
-         SELECT FROM task_attempts a
+         SELECT FROM retask.task_attempts a
          WHERE a.task_id = t.task_id AND a.attempt = t.attempt_count AND a.outcome = 'finished'))::int
         AS finished_wrong`;
   assert.ok(row.tasks > 0, "there are tasks");
@@ -135,7 +135,7 @@ export async function assertInvariants(sql: Sql): Promise<void> {
 export async function assertEffectsExactlyOnce(sql: Sql): Promise<void> {
   const [row] = await sql<{ finished: number; effects: number; wrong: number }[]>`
     SELECT
-      (SELECT count(*) FROM task_attempts WHERE outcome = 'finished')::int AS finished,
+      (SELECT count(*) FROM retask.task_attempts WHERE outcome = 'finished')::int AS finished,
       (SELECT count(*) FROM effects)::int AS effects,
       (SELECT count(*) FROM tasks t
        WHERE (SELECT count(*) FROM effects e WHERE e.task_key = t.params ->> 'key')

@@ -51,7 +51,7 @@ Deno.test("worker in-process", async (t) => {
           "only the successes' writes committed",
         );
         const [failed] = await sql<{ result: string; error: string; context: string }[]>`
-        SELECT t.result, a.error, a.context FROM tasks t JOIN task_attempts a USING (task_id)
+        SELECT t.result, a.error, a.context FROM tasks t JOIN retask.task_attempts a USING (task_id)
         WHERE t.task_id = ${ids[0]}`;
         assert.equal(failed.error, "failed after writing");
         assert.match(failed.context, /PL\/pgSQL function note_and_fail\(jsonb\) line \d+ at RAISE/);
@@ -93,7 +93,7 @@ Deno.test("worker in-process", async (t) => {
         assert.deepEqual([row.status, row.attempt_count], ["finished", 1], `task ${row.task_id}`);
       }
       const [history] = await sql<{ outcome: string; error: string }[]>`
-        SELECT outcome, error FROM task_attempts WHERE task_id = ${bad}`;
+        SELECT outcome, error FROM retask.task_attempts WHERE task_id = ${bad}`;
       assert.deepEqual([history.outcome, history.error], ["error", "checked"]);
       assert.deepEqual(warnings, []);
     });
@@ -171,7 +171,7 @@ Deno.test("worker in-process", async (t) => {
       assert.equal(summary.finished + summary.errored, 600);
       assert.deepEqual(warnings, [], "no batch failed as a whole");
       const lost = await sql<{ n: number }[]>`
-        SELECT count(*)::int AS n FROM task_attempts WHERE outcome = 'lost'`;
+        SELECT count(*)::int AS n FROM retask.task_attempts WHERE outcome = 'lost'`;
       assert.equal(lost[0].n, 0);
       await assertInvariants(sql);
     });
@@ -237,7 +237,7 @@ Deno.test("worker in-process", async (t) => {
       await gone.end();
       await runWorker(db.url, { ...fast, drain: true });
       const history = await sql<{ outcome: string }[]>`
-        SELECT outcome FROM task_attempts WHERE task_id = ${id} ORDER BY attempt`;
+        SELECT outcome FROM retask.task_attempts WHERE task_id = ${id} ORDER BY attempt`;
       assert.deepEqual(history.map((h) => h.outcome), ["lost", "finished"]);
     });
 
@@ -280,7 +280,7 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
       { task_id: number; outcome: string; status: string | null; error: string | null }[]
     >`
       SELECT task_id, outcome, status, error
-      FROM run_tasks(${[ids[3], ids[0], ids[1], ids[2]]}::bigint[], '{1,1,1,1}')`;
+      FROM retask.run_tasks(${[ids[3], ids[0], ids[1], ids[2]]}::bigint[], '{1,1,1,1}')`;
     assert.deepEqual(rows.map((r) => [r.task_id, r.outcome, r.status, r.error]), [
       [ids[0], "finished", "finished", null],
       [ids[1], "retry", "scheduled", "failed after writing"],
@@ -295,13 +295,13 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
     assert.match(tasks[1].result!, /^attempt 1 of 2\nfailed after writing\nPL\/pgSQL function/);
     assert.equal(tasks[2].status, "running", "the task it did not hold is left alone");
     const history = await sql<{ task_id: number; outcome: string }[]>`
-      SELECT task_id, outcome FROM task_attempts ORDER BY task_id`;
+      SELECT task_id, outcome FROM retask.task_attempts ORDER BY task_id`;
     assert.deepEqual(history.map((h) => [h.task_id, h.outcome]), [
       [ids[0], "finished"],
       [ids[1], "error"],
       [ids[3], "finished"],
     ]);
-    await assert.rejects(sql`SELECT * FROM run_tasks('{1,2}', '{1}')`, /as many attempts/);
+    await assert.rejects(sql`SELECT * FROM retask.run_tasks('{1,2}', '{1}')`, /as many attempts/);
 
     // every row of the batch is locked before its first program runs, so no
     // rescuer can take a later one mid-run
@@ -314,7 +314,7 @@ Deno.test("run_tasks: a batch in one statement, each task under its own savepoin
     await takeTasks(sql, 12, "w", "1 minute");
     const runner = client(db.url, { max: 1 });
     try {
-      const running = runner`SELECT * FROM run_tasks(${batch}::bigint[], ${
+      const running = runner`SELECT * FROM retask.run_tasks(${batch}::bigint[], ${
         Array(12).fill(1)
       }::integer[])`.then(() => {});
       await waitFor(
@@ -347,7 +347,7 @@ Deno.test("the worker's SQL: record_attempts and renew_leases", async () => {
     const taken = await takeTasks(sql, 4, "w", "1 minute");
     assert.equal(taken.length, 4);
     const rows = await sql<{ task_id: number; status: string; outcome: string }[]>`
-      SELECT task_id, status, outcome FROM record_attempts(
+      SELECT task_id, status, outcome FROM retask.record_attempts(
         ${ids}::bigint[], ${[1, 1, 1, 2]}::integer[], '{finished,error,lost,finished}',
         results => '{r1,NULL,NULL,r4}', errors => '{NULL,boom,gone,NULL}',
         contexts => '{NULL,ctx,NULL,NULL}')
@@ -360,7 +360,7 @@ Deno.test("the worker's SQL: record_attempts and renew_leases", async () => {
     const history = await sql<
       { task_id: number; outcome: string; error: string | null; context: string | null }[]
     >`
-      SELECT task_id, outcome, error, context FROM task_attempts ORDER BY task_id`;
+      SELECT task_id, outcome, error, context FROM retask.task_attempts ORDER BY task_id`;
     assert.deepEqual(history.map((h) => [h.task_id, h.outcome, h.error, h.context]), [
       [ids[0], "finished", null, null],
       [ids[1], "error", "boom", "ctx"],
@@ -371,17 +371,19 @@ Deno.test("the worker's SQL: record_attempts and renew_leases", async () => {
     }`;
     assert.equal(first.result, "attempt 1 of 2\nr1");
     const again = await sql`
-      SELECT * FROM record_attempts(${[ids[0]]}::bigint[], '{1}', '{finished}', '{again}')`;
+      SELECT * FROM retask.record_attempts(${[ids[0]]}::bigint[], '{1}', '{finished}', '{again}')`;
     assert.equal(again.length, 0, "an attempt already ended is not ended again");
     const late = await sql`
-      SELECT outcome FROM record_attempts(${[ids[3]]}::bigint[], '{1}', '{finished}', '{late}')`;
+      SELECT outcome FROM retask.record_attempts(${[
+      ids[3],
+    ]}::bigint[], '{1}', '{finished}', '{late}')`;
     assert.deepEqual([...late], [{ outcome: "finished" }]);
     await assert.rejects(
-      sql`SELECT * FROM record_attempts('{1}', '{}', '{finished}')`,
+      sql`SELECT * FROM retask.record_attempts('{1}', '{}', '{finished}')`,
       /as many attempts and outcomes as task_ids/,
     );
     await assert.rejects(
-      sql`SELECT * FROM record_attempts('{1}', '{1}', '{done}')`,
+      sql`SELECT * FROM retask.record_attempts('{1}', '{1}', '{done}')`,
       /an attempt ends as finished, error or lost/,
     );
 
@@ -393,9 +395,11 @@ Deno.test("the worker's SQL: record_attempts and renew_leases", async () => {
       const renewedBy = await other.begin(async (tx) => {
         await tx`SELECT 1 FROM tasks WHERE task_id = ${retaken[1].task_id} FOR UPDATE`;
         const [r] = await sql<{ n: number }[]>`
-          SELECT renew_leases(${retaken.map((t) => t.task_id)}::bigint[], '{2,2}', '1 hour') AS n`;
+          SELECT retask.renew_leases(${
+          retaken.map((t) => t.task_id)
+        }::bigint[], '{2,2}', '1 hour') AS n`;
         const [stale] = await sql<{ n: number }[]>`
-          SELECT renew_leases(${[retaken[0].task_id]}::bigint[], '{1}', '1 hour') AS n`;
+          SELECT retask.renew_leases(${[retaken[0].task_id]}::bigint[], '{1}', '1 hour') AS n`;
         assert.equal(stale.n, 0, "a stale attempt is not renewed");
         return r.n;
       });

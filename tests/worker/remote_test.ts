@@ -135,7 +135,7 @@ Deno.test("kill -9 during a remote task: retried once the dead worker's run has 
     assert.equal(killed.code, 137);
     assert.equal(drained.code, 0, drained.stderr);
     const history = await main.sql<{ outcome: string }[]>`
-      SELECT outcome FROM task_attempts WHERE task_id = ${id} ORDER BY attempt`;
+      SELECT outcome FROM retask.task_attempts WHERE task_id = ${id} ORDER BY attempt`;
     assert.deepEqual(history.map((h) => h.outcome), ["lost", "finished"]);
     const [{ clashes }] = await replica.sql<{ clashes: number }[]>`
       SELECT CASE WHEN is_called THEN last_value ELSE 0 END::int AS clashes FROM clashes`;

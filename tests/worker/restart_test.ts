@@ -21,10 +21,6 @@ Deno.test("a PostgreSQL restart: the worker reconnects and finishes the queue", 
   await Deno.chmod(dataDir, 0o755);
   try {
     const server = await startEmbedded({ dataDir });
-    // as in every test database: the course's names first, retask's own after
-    const admin = client(server.url, { max: 1 });
-    await admin`ALTER DATABASE postgres SET search_path = public, retask`;
-    await admin.end();
     let sql = client(server.url, { max: 2 });
     await install(sql);
     const programs = await installWorkerPrograms(sql);
@@ -40,7 +36,7 @@ Deno.test("a PostgreSQL restart: the worker reconnects and finishes the queue", 
       "300",
     ]);
     await waitFor(
-      async () => (await count(sql, "SELECT count(*) AS n FROM task_attempts")) >= 200,
+      async () => (await count(sql, "SELECT count(*) AS n FROM retask.task_attempts")) >= 200,
       "some progress",
       60_000,
     );

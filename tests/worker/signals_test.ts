@@ -11,7 +11,7 @@ const QUICK = ["--poll-interval", "100", "--rescue-interval", "300"];
 async function history(sql: Sql, id: number) {
   return [
     ...await sql<{ attempt: number; outcome: string; error: string | null; worker: string }[]>`
-      SELECT attempt, outcome, error, worker FROM task_attempts WHERE task_id = ${id} ORDER BY attempt`,
+      SELECT attempt, outcome, error, worker FROM retask.task_attempts WHERE task_id = ${id} ORDER BY attempt`,
   ];
 }
 
