@@ -7,7 +7,8 @@
  */
 import { client } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
-import { type Align, parseInteger, renderTable } from "../cli/format.ts";
+import { type Align, renderTable } from "../cli/format.ts";
+import { parseInteger } from "../cli/parse.ts";
 import { sleep } from "../lib/worker/wake.ts";
 import { type FreshDatabase, withFreshDatabase } from "../tests/harness/mod.ts";
 

@@ -11,11 +11,10 @@ import {
   formatPercent,
   type Palette,
   palette,
-  parseInteger,
-  parseProbability,
   progressBar,
   renderTable,
 } from "../cli/format.ts";
+import { parseInteger, parseProbability } from "../cli/parse.ts";
 import { describeDatabase } from "../lib/db/connect.ts";
 import { getTask } from "../lib/queue/read.ts";
 import { printJson, schemaOf, withDatabase } from "../cli/common.ts";

@@ -3,7 +3,8 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import { formatIdRanges, parseInteger, parseJsonObject, parseRunAfter } from "../cli/format.ts";
+import { formatIdRanges } from "../cli/format.ts";
+import { parseInteger, parseJsonObject, parseRunAfter } from "../cli/parse.ts";
 import { enqueue, type EnqueueOptions } from "../lib/queue/enqueue.ts";
 import { findProgram } from "../lib/queue/programs.ts";
 import { requireInstalled } from "../lib/db/schema.ts";

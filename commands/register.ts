@@ -4,7 +4,8 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import { formatInterval, parseInteger } from "../cli/format.ts";
+import { formatInterval } from "../cli/format.ts";
+import { parseInteger } from "../cli/parse.ts";
 import type { Sql } from "../lib/db/connect.ts";
 import { isPgError, RetaskError } from "../lib/errors.ts";
 import {

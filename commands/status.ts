@@ -11,10 +11,10 @@ import {
   formatTimestamp,
   type Palette,
   palette,
-  parseInteger,
   renderTable,
   resultSummary,
 } from "../cli/format.ts";
+import { parseInteger } from "../cli/parse.ts";
 import {
   getTask,
   listTasks,
