@@ -3,23 +3,21 @@
 -- task against both and inserts it as scheduled. The rest of a task's life is
 -- state_machine.sql.
 
--- The function a program's name means under `path`: first the name as one
--- identifier, as the course application's quote_ident(func) read it
--- ('StockTask' is "StockTask"), then as SQL text (schema-qualified, quoted
--- parts). NULL when there is none; a malformed name raises before
--- PostgreSQL 16.
-CREATE FUNCTION retask.lookup_function(func text, path text) RETURNS regprocedure
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp AS $$
+-- The function a program's name means: first the name as one identifier, as
+-- the course application's quote_ident(func) read it ('StockTask' is
+-- "StockTask"), then as SQL text (schema-qualified, quoted parts). NULL when
+-- there is none; a malformed name raises before PostgreSQL 16. It looks the
+-- name up on the caller's search_path, which is its job, so it pins none: every
+-- other name in it is qualified.
+CREATE FUNCTION retask.lookup_function(func text) RETURNS regprocedure
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    fn regprocedure;
+    fn pg_catalog.regprocedure;
 BEGIN
-    -- the caller's path for this lookup only: the SET clause restores ours
-    PERFORM set_config('search_path', path, true);
-    IF func !~ '[."]' THEN
-        fn := to_regprocedure(quote_ident(func) || '(jsonb)');
+    IF func OPERATOR(pg_catalog.!~) '[."]' THEN
+        fn := pg_catalog.to_regprocedure(pg_catalog.quote_ident(func) OPERATOR(pg_catalog.||) '(jsonb)');
     END IF;
-    RETURN coalesce(fn, to_regprocedure(func || '(jsonb)'));
+    RETURN coalesce(fn, pg_catalog.to_regprocedure(func OPERATOR(pg_catalog.||) '(jsonb)'));
 END
 $$;
 
@@ -40,11 +38,14 @@ BEGIN
     IF func IS NULL OR btrim(func) = '' THEN
         RAISE EXCEPTION 'function name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the caller's path for this lookup only
+    PERFORM set_config('search_path', path, true);
     BEGIN
-        fn := retask.lookup_function(func, path);
+        fn := retask.lookup_function(func);
     EXCEPTION WHEN others THEN  -- before PostgreSQL 16 a malformed name raises
         fn := NULL;
     END;
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
     IF fn IS NULL THEN
         RAISE EXCEPTION 'function %(jsonb) does not exist', func
             USING ERRCODE = 'undefined_function',

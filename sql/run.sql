@@ -35,14 +35,43 @@ BEGIN
         RAISE EXCEPTION 'program % does not exist', run_program.program_id USING ERRCODE = 'no_data_found';
     END IF;
     cache := nullif(current_setting('retask.run_' || run_program.program_id, true), '')::text[];
-    IF cache[1] = func THEN
-        -- a name that resolved before: no malformed one reaches this lookup
-        fn := retask.lookup_function(func, path);
-    END IF;
-    IF fn IS NOT NULL AND fn::oid = cache[2]::oid THEN
+    -- a session can write the setting itself: what is not in the shape this
+    -- function writes is not used, and the name is checked before a run below
+    IF cache[1] = func AND cache[2] ~ '^[0-9]+$' AND cache[3] LIKE '{%}' AND cache[4] ~ '^[0-9]+$' THEN
+        fn := cache[2]::oid;
         names := cache[3]::text[];
         relid := cache[4]::oid;
-    ELSE
+    END IF;
+    -- twice at most: with what the session kept, then (on its first run of this
+    -- program, or once the name means another function) with a fresh lookup
+    FOR try IN 1 .. 2 LOOP
+        IF fn IS NOT NULL THEN
+            IF relid <> 0 THEN
+                names := ARRAY(SELECT a.attname::text FROM pg_attribute a
+                               WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+                               ORDER BY a.attnum);
+            END IF;
+            -- positional aliases c1..cn, so no column name is ever spliced into
+            -- SQL; fn::regproc prints the name schema-qualified here (no user
+            -- schema is on this function's path), quoted where needed
+            cols := '';
+            aliases := '';
+            FOR i IN 1 .. cardinality(names) LOOP
+                cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'r.c' || i || '::pg_catalog.text';
+                aliases := aliases || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'c' || i;
+            END LOOP;
+            query := format('SELECT pg_catalog.array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)',
+                            cols, fn::regproc, aliases);
+            -- the program's path from here until it has run: the name must still
+            -- mean this function there, and the program sees that path
+            PERFORM pg_catalog.set_config('search_path', path, true);
+            IF retask.lookup_function(func) OPERATOR(pg_catalog.=) fn THEN
+                EXECUTE query INTO cells USING params;
+                PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+                RETURN retask.render_table(names, cells);
+            END IF;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        END IF;
         -- stored names are schema-qualified; a course-era one that is not
         -- resolves under the caller's path
         fn := retask.program_function(func, path);
@@ -53,25 +82,8 @@ BEGIN
         relid := coalesce(relid, 0);
         PERFORM set_config('retask.run_' || run_program.program_id,
                            ARRAY[func, fn::oid::text, names::text, relid::text]::text, false);
-    END IF;
-    IF relid <> 0 THEN
-        names := ARRAY(SELECT a.attname::text FROM pg_attribute a
-                       WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
-                       ORDER BY a.attnum);
-    END IF;
-    -- positional aliases c1..cn, so no column name is ever spliced into SQL
-    FOR i IN 1 .. cardinality(names) LOOP
-        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'r.c' || i || '::pg_catalog.text';
-        aliases := aliases || CASE WHEN i > 1 THEN ', ' ELSE '' END || 'c' || i;
     END LOOP;
-    -- fn::regproc prints the name schema-qualified here (no user schema is on
-    -- this function's path), quoted where needed
-    query := format('SELECT pg_catalog.array_agg(ARRAY[%s]) FROM %s($1) AS r(%s)', cols, fn::regproc, aliases);
-    -- the program's own path, until this function returns
-    PERFORM set_config('search_path', path, true);
-    EXECUTE query INTO cells USING params;
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
-    RETURN retask.render_table(names, cells);
+    RAISE EXCEPTION 'the function of program % changed while it was looked up', run_program.program_id;
 END
 $$;
 
