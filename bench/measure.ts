@@ -107,7 +107,7 @@ export function enqueueRates(
     const params = Array.from({ length: bulkSize }, (_, i) => ({ i }));
     t0 = wallClockMs();
     for (let c = 0; c < bulkCalls; c++) {
-      // the shape lib/queue.ts enqueue() sends: one jsonb array, split in SQL
+      // the shape lib/queue/enqueue.ts enqueue() sends: one jsonb array, split in SQL
       await db.sql`
         SELECT count(*) FROM retask.enqueue_tasks(${noop}::bigint,
           ARRAY(SELECT e.v FROM jsonb_array_elements(${db.sql.json(params)}::jsonb)

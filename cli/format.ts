@@ -17,7 +17,7 @@ export interface Palette {
 }
 
 /** True when output to `stream` should be coloured: a terminal, and `NO_COLOR` unset or empty. */
-export function colorEnabled(stream: { isTerminal(): boolean } = Deno.stdout): boolean {
+function colorEnabled(stream: { isTerminal(): boolean } = Deno.stdout): boolean {
   // https://no-color.org: any non-empty value turns colour off
   if (Deno.env.get("NO_COLOR")) return false;
   return stream.isTerminal();

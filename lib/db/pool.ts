@@ -168,7 +168,7 @@ export function reconnectDelay(
 export const STALL_MS = 20_000;
 
 /** A statement did not settle in time; the connection is treated as lost. */
-export class ConnectionStalledError extends Error {
+class ConnectionStalledError extends Error {
   /** A connection error code, so {@link isConnectionError} recognises it. */
   readonly code = "CONNECTION_STALLED";
 

@@ -9,7 +9,8 @@
  */
 import type { Queryable, Sql } from "./connect.ts";
 import denoJson from "../../deno.json" with { type: "json" };
-import { compatMark, installCompat } from "./compat.ts";
+import { installCompat } from "./compat.ts";
+import { dropRoutines, restoreAcls, saveAcls } from "./refresh.ts";
 import { RetaskError } from "../errors.ts";
 
 /** The schema retask installs into unless told otherwise. */
@@ -185,77 +186,6 @@ export async function run(tx: Queryable, file: string, text: string): Promise<vo
       { cause: error },
     );
   }
-}
-
-// Privileges survive a refresh: those of every routine about to be dropped are
-// saved (with what a course-era database had, saved by migration 0001), and
-// granted again to whatever of that name exists afterwards.
-async function saveAcls(tx: Queryable, schema: string, compat: boolean): Promise<void> {
-  await tx`
-    INSERT INTO ${tx(schema)}.saved_acl (object, kind, acl)
-    SELECT DISTINCT ON (1) n.nspname || '.' || p.proname, 'routine', p.proacl
-    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE p.proacl IS NOT NULL
-      AND (n.nspname = ${schema} OR (${compat} AND n.nspname IN ('public', 'empapi')
-           AND obj_description(p.oid, 'pg_proc') LIKE ${compatMark(schema) + "%"}))
-    ON CONFLICT (object) DO UPDATE SET acl = excluded.acl`;
-}
-
-async function dropRoutines(tx: Queryable, schema: string, compat: boolean): Promise<void> {
-  const routines = await tx<{ signature: string; kind: string }[]>`
-    SELECT p.oid::regprocedure::text AS signature,
-           CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind
-    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = ${schema} OR (${compat} AND n.nspname IN ('public', 'empapi')
-          AND obj_description(p.oid, 'pg_proc') LIKE ${compatMark(schema) + "%"})`;
-  for (const { signature, kind } of routines) {
-    await run(tx, "dropping the previous functions", `DROP ${kind} ${signature}`);
-  }
-}
-
-// Saved privileges go back only onto retask's own routines and this install's
-// course layer, never onto an application's object of the same name. Whoever
-// is granted one of them may use the schema, as they could use the names
-// before.
-async function restoreAcls(tx: Queryable, schema: string): Promise<void> {
-  const mark = compatMark(schema).replaceAll("'", "''");
-  await tx.unsafe(`
-    DO $$
-    DECLARE
-        saved record;
-        target record;
-        grant_ record;
-    BEGIN
-        FOR saved IN SELECT * FROM ${schema}.saved_acl LOOP
-            FOR target IN
-                SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
-                       p.oid::regprocedure::text AS name
-                FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                WHERE saved.kind = 'routine' AND n.nspname || '.' || p.proname = saved.object
-                  AND (n.nspname = '${schema}'
-                       OR obj_description(p.oid, 'pg_proc') LIKE '${mark}%')
-                UNION ALL
-                SELECT 'TABLE', c.oid::regclass::text
-                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE saved.kind = 'relation' AND n.nspname || '.' || c.relname = saved.object
-                  AND obj_description(c.oid, 'pg_class') LIKE '${mark}%'
-            LOOP
-                EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', target.kind, target.name);
-                FOR grant_ IN SELECT * FROM aclexplode(saved.acl) LOOP
-                    EXECUTE format('GRANT %s ON %s %s TO %s%s', grant_.privilege_type, target.kind,
-                        target.name,
-                        CASE WHEN grant_.grantee = 0 THEN 'PUBLIC'
-                             ELSE quote_ident(pg_get_userbyid(grant_.grantee)) END,
-                        CASE WHEN grant_.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-                    IF grant_.grantee <> 0 THEN
-                        EXECUTE format('GRANT USAGE ON SCHEMA ${schema} TO %I',
-                                       pg_get_userbyid(grant_.grantee));
-                    END IF;
-                END LOOP;
-                DELETE FROM ${schema}.saved_acl WHERE object = saved.object;
-            END LOOP;
-        END LOOP;
-    END $$`);
 }
 
 // Creates the schema, or checks that the one there is retask's: an install

@@ -27,7 +27,7 @@ import { sleep } from "./wake.ts";
  * throughput), long ones go one per transaction (no task waits behind a slow
  * one, and other workers get their share of the queue).
  */
-export const BATCH_BUDGET_MS = 100;
+const BATCH_BUDGET_MS = 100;
 
 /** How long a lane keeps trying to record its lost attempts before leaving them to the rescuer. */
 const RECORD_LOST_FOR_MS = 30_000;

@@ -1,5 +1,5 @@
 /**
- * Wake-ups by LISTEN/NOTIFY: enqueue_tasks and fail_task notify channel
+ * Wake-ups by LISTEN/NOTIFY: enqueue_tasks and record_attempts notify channel
  * `retask_tasks` when a task becomes runnable. The listening connection is
  * re-established whenever it drops; notifications sent meanwhile are lost, so
  * the worker polls as well, and rings once more when listening again.
@@ -9,7 +9,7 @@ import { type ConnectionTarget, openPool } from "../db/pool.ts";
 import type { Sql } from "../db/connect.ts";
 
 /** The channel the SQL notifies on. */
-export const TASKS_CHANNEL = "retask_tasks";
+const TASKS_CHANNEL = "retask_tasks";
 
 /** A connection that listens on {@link TASKS_CHANNEL} and calls `onWake` on each notification. */
 export class Listener {

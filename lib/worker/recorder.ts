@@ -37,7 +37,7 @@ export interface RecordedRow {
 export const STOPPED = "worker stopped before the task finished";
 
 /** What the lane reports for a task it took but no longer held when it came to record it. */
-export const TAKEN = "the task had been taken from this worker";
+const TAKEN = "the task had been taken from this worker";
 
 /** A finished attempt. */
 export function finished(task: ClaimedTask, result: string, durationMs: number): AttemptResult {

@@ -1,5 +1,5 @@
 // The worker run in-process (as `retask demo` does) and the SQL it adds
-// (sql/0003_transitions.sql, sql/0004_run.sql): batches, savepoints, timeouts, drain, rescue, leases.
+// (sql/state_machine.sql, sql/run.sql): batches, savepoints, timeouts, drain, rescue, leases.
 import assert from "node:assert/strict";
 import { client } from "../../lib/db/connect.ts";
 import type { TaskOutcome } from "../../lib/worker/outcome.ts";

@@ -1,6 +1,6 @@
-// The demo's statistics (lib/demo.ts): no database.
+// The demo's statistics (cli/demo_stats.ts): no database.
 import assert from "node:assert/strict";
-import { chiSquareSurvival, chiSquareTest, expectedShares } from "./demo.ts";
+import { chiSquareSurvival, chiSquareTest, expectedShares } from "./demo_stats.ts";
 
 const close = (actual: number, expected: number, tolerance = 1e-4) =>
   assert.ok(
