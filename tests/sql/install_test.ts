@@ -169,7 +169,8 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
     await db.admin(`CREATE ROLE ${role}`);
     await db.sql.unsafe(`
       REVOKE EXECUTE ON FUNCTION empapi.get_tasks(), empapi.run_program(bigint, jsonb) FROM PUBLIC;
-      GRANT EXECUTE ON FUNCTION empapi.get_tasks(), empapi.run_program(bigint, jsonb) TO ${role};`);
+      GRANT EXECUTE ON FUNCTION empapi.get_tasks(), empapi.run_program(bigint, jsonb) TO ${role};
+      GRANT USAGE ON SCHEMA empapi TO ${role};`);
     const seedColumns = () =>
       db.sql<Record<string, unknown>[]>`
         SELECT task_id, program_id, status, params, pid, started, finished, result, host, port
@@ -235,6 +236,14 @@ Deno.test("the seed's database is upgraded in place, keeping every row", async (
       ["empapi.run_program(bigint,jsonb,text,text)", true, false],
       ["empapi.task_results(bigint)", true, true],
     ]);
+    // and the course's role can still use them, as it could before
+    const asRole = await db.sql.begin(async (tx) => {
+      await tx.unsafe(`SET LOCAL ROLE ${role}`);
+      const [{ queued }] = await tx`SELECT empapi.run_program(1, '{"b": 1}') AS queued`;
+      const tasks = await tx`SELECT task_id FROM empapi.get_tasks()`;
+      return { queued, seen: tasks.some((t) => t.task_id === queued) };
+    });
+    assert.deepEqual(asRole, { queued: 7, seen: true });
   } finally {
     await db.drop();
     await db.admin(`DROP ROLE IF EXISTS ${role}`);
