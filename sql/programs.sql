@@ -96,8 +96,8 @@ END
 $$;
 
 -- Creates a program, or updates the one of that name. Names are matched
--- exactly; a lock keeps two concurrent registrations of one name from both
--- inserting.
+-- exactly, and are never all digits (those are ids); a lock keeps two
+-- concurrent registrations of one name from both inserting.
 CREATE FUNCTION retask.upsert_program(
     name text, func text,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
@@ -113,6 +113,13 @@ DECLARE
 BEGIN
     IF upsert_program.name IS NULL OR btrim(upsert_program.name) = '' THEN
         RAISE EXCEPTION 'program name is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- enqueue and status read a number as a program id (spaces around it trimmed)
+    IF upsert_program.name ~ '^\s*[0-9]+\s*$' THEN
+        RAISE EXCEPTION 'program name "%" is all digits, which retask reads as a program id',
+            btrim(upsert_program.name)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the program a name with at least one letter, such as "job_1".';
     END IF;
     PERFORM retask.check_retry_policy(upsert_program.max_attempts, upsert_program.retry_backoff,
                                       upsert_program.retry_delay, upsert_program.retry_delay_max);
@@ -143,21 +150,32 @@ BEGIN
 END
 $$;
 
--- Checks where a task runs: on this server (both NULL) or on host:port.
+-- What is wrong with where a task says it runs, or NULL: on this server (both
+-- NULL) or on host:port. Enqueueing refuses such a task; a worker fails a row
+-- written some other way with this message, without connecting anywhere.
+CREATE FUNCTION retask.host_port_problem(host text, port text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN (host IS NULL) <> (port IS NULL) THEN 'host and port go together: give both or neither'
+        WHEN host IS NOT NULL AND btrim(host) = '' THEN 'host is empty'
+        -- in two steps: CASE tries its branches in order, so no text reaches the cast
+        WHEN port IS NOT NULL AND port !~ '^[0-9]{1,5}$'
+            THEN format('port must be a number from 1 to 65535, got "%s"', port)
+        WHEN port IS NOT NULL AND port::integer NOT BETWEEN 1 AND 65535
+            THEN format('port must be a number from 1 to 65535, got "%s"', port)
+    END
+$$;
+
+-- Refuses a task whose host and port are wrong (see host_port_problem).
 CREATE FUNCTION retask.check_host_port(host text, port text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    problem text := retask.host_port_problem(host, port);
 BEGIN
-    IF (host IS NULL) <> (port IS NULL) THEN
-        RAISE EXCEPTION 'host and port go together: give both or neither'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF host IS NOT NULL AND btrim(host) = '' THEN
-        RAISE EXCEPTION 'host is empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF port IS NOT NULL AND (port !~ '^[0-9]{1,5}$' OR port::integer NOT BETWEEN 1 AND 65535) THEN
-        RAISE EXCEPTION 'port must be a number from 1 to 65535, got "%"', port
-            USING ERRCODE = 'invalid_parameter_value';
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;

@@ -21,6 +21,8 @@ export interface ClaimedTask {
   programId: number;
   /** The program's argument, only for a remote task (its server runs the program with it). */
   params: unknown;
+  /** What is wrong with the task's host and port, if anything: it fails without running. */
+  problem: string | null;
 }
 
 interface ClaimedRow {
@@ -32,6 +34,7 @@ interface ClaimedRow {
   host: string | null;
   port: string | null;
   params: unknown;
+  problem: string | null;
 }
 
 /**
@@ -47,7 +50,9 @@ export async function claimTasks(
 ): Promise<ClaimedTask[]> {
   const rows = await home<ClaimedRow[]>`
     SELECT t.task_id, t.attempt_count, t.max_attempts, t.program_id, p.name AS program,
-           t.host, t.port, CASE WHEN t.host IS NOT NULL THEN t.params END AS params
+           t.host, t.port, CASE WHEN t.host IS NOT NULL THEN t.params END AS params,
+           CASE WHEN t.host IS NOT NULL
+                THEN ${home(schema)}.host_port_problem(t.host, t.port) END AS problem
     FROM ${home(schema)}.take_tasks(${max}::integer, ${worker}::text,
                                     ${leaseMs}::integer * interval '1 millisecond', true) t
     LEFT JOIN ${home(schema)}.programs p ON p.program_id = t.program_id
@@ -61,6 +66,7 @@ export async function claimTasks(
     host: r.host,
     port: r.port,
     params: r.params,
+    problem: r.problem,
   }));
 }
 

@@ -170,6 +170,7 @@ export async function runWorker(
     });
   const lanes = Array.from({ length: settings.concurrency }, () => new Lane(openLane, context));
 
+  let started = false;
   try {
     await withinStall(requireInstalled(home, schema));
     // allSettled: every attempt must have ended before the pools are closed
@@ -185,18 +186,24 @@ export async function runWorker(
       );
     }
     log({ level: "info", message: `worker ${worker} started (${describe(settings)})` });
+    started = true;
     summary.stopped = await loop();
   } finally {
     await stopLanes();
     await Promise.all([home.end({ timeout: 1 }), listener.close(), remote.close()]);
     await Promise.all(lanes.map((lane) => lane.close()));
-    log({ level: "info", message: `worker ${worker} stopped (${summary.stopped})` });
+    // a worker that never started has only its error to say
+    if (started) log({ level: "info", message: `worker ${worker} stopped (${summary.stopped})` });
   }
   return summary;
 
   // The loop: claim for free lanes, then sleep until a notification, a free lane or a timer.
+  // Whatever fails here (a lost connection, a statement refused during an
+  // install, a full disk) is waited out with capped backoff: no task is taken
+  // meanwhile, and the worker says so once, and again when it works again.
   async function loop(): Promise<"drained" | "signal"> {
     let failures = 0;
+    let trouble = "";
     let nextRenewal = performance.now() + settings.leaseMs / 3;
     let nextRescue = 0;
     while (!signal.aborted) {
@@ -218,7 +225,7 @@ export async function runWorker(
           : [];
         distribute(tasks, idle);
         if (failures > 0) {
-          log({ level: "info", message: "database connection regained" });
+          log({ level: "info", message: trouble });
           failures = 0;
         }
         if (tasks.length > 0 && tasks.length === wanted) continue;
@@ -234,19 +241,27 @@ export async function runWorker(
           signal,
         );
       } catch (error) {
-        if (!isConnectionError(error)) throw error;
-        // start over with a new pool rather than the driver's own reconnection:
-        // postgres.js 3.4.9 can leave a query sent during a server restart pending
-        // for ever (hence also withinStall)
-        const broken = home;
-        home = openHome();
-        broken.end({ timeout: 0 }).catch(() => {});
+        const connectionLost = isConnectionError(error);
+        if (connectionLost) {
+          // start over with a new pool rather than the driver's own reconnection:
+          // postgres.js 3.4.9 can leave a query sent during a server restart
+          // pending for ever (hence also withinStall)
+          const broken = home;
+          home = openHome();
+          broken.end({ timeout: 0 }).catch(() => {});
+        }
         failures++;
         if (failures === 1) {
           log({
             level: "warn",
-            message: `lost the database connection (${errorMessage(error)}); reconnecting`,
+            message: connectionLost
+              ? `lost the database connection (${errorMessage(error)}); reconnecting`
+              : `the database refused the worker's bookkeeping (${errorMessage(error)}); ` +
+                "retrying, taking no task meanwhile",
           });
+          trouble = connectionLost
+            ? "database connection regained"
+            : "the worker's bookkeeping works again";
         }
         // once back, first renew (re-pointing held tasks at the new backend), then rescue
         nextRenewal = 0;

@@ -70,6 +70,8 @@ export class RemotePools {
     const took = () => performance.now() - started;
     const host = task.host!;
     const port = task.port!;
+    // a row written past enqueue's checks fails alone, and reaches no server
+    if (task.problem !== null) return failed(task, task.problem, null, null, took());
     try {
       const pool = this.#pool(host, port);
       // one run of a task at a time on the remote server too: a retry after this

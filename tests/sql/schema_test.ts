@@ -181,7 +181,7 @@ Deno.test("a database installed by retask 5623551 is upgraded in place", async (
     const history = [...await db.sql`SELECT * FROM task_attempts ORDER BY task_id, attempt`];
 
     const result = await install(db.sql);
-    assert.deepEqual(result.migrations, ["0001_tables.sql"]);
+    assert.deepEqual(result.migrations, ["0001_tables.sql", "0002_attempt_bounds.sql"]);
     assert.deepEqual(result.compat.skipped, []);
 
     assert.deepEqual([
