@@ -175,14 +175,28 @@ export function progressBar(done: number, total: number, width = 30): string {
     }%`;
 }
 
-/** The first line worth showing of a task's result, without its `attempt n of m` line. */
-export function resultSummary(result: string | null | undefined): string {
-  if (!result) return "";
-  const lines = result.split("\n");
-  if (/^attempt \d+ of \d+$/.test(lines[0])) lines.shift();
-  // A table (header, dashes, rows): its first row says more than its header.
-  if (lines.length >= 2 && /^[- ]+$/.test(lines[1]) && lines[1].includes("-")) {
-    return lines.length > 2 && lines[2].trim() !== "" ? lines[2].trimEnd() : "(no rows)";
-  }
-  return (lines.find((l) => l.trim() !== "") ?? "").trim();
+// C0 controls, DEL and C1 controls; bidi marks, embeddings, overrides and isolates; the
+// Unicode line and paragraph separators. Any of them lets text from the database move the
+// cursor, clear the screen, set the title, or show something other than what is stored.
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+function visibleEscape(char: string): string {
+  const code = char.charCodeAt(0);
+  return NAMED[char] ??
+    (code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`);
+}
+
+/**
+ * `text` (anything that came from the database: names, params, results, errors) made safe for a
+ * terminal: control characters and bidi overrides as visible escapes (`\x1b`, `\n`, `\u202e`).
+ * With `keepNewlines`, for text shown as several lines on purpose, newlines stay.
+ * Backslashes are left alone, so `\x1b` may also be text that was stored as it; `--json` tells.
+ */
+export function escapeControl(text: string, options: { keepNewlines?: boolean } = {}): string {
+  return text.replace(
+    CONTROL,
+    (char) => char === "\n" && options.keepNewlines ? char : visibleEscape(char),
+  );
 }

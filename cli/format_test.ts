@@ -1,12 +1,12 @@
 // Text formatting (cli/format.ts): no database.
 import assert from "node:assert/strict";
 import {
+  escapeControl,
   formatDuration,
   formatIdRanges,
   palette,
   progressBar,
   renderTable,
-  resultSummary,
   stripAnsi,
   truncate,
   visibleLength,
@@ -51,16 +51,12 @@ Deno.test("durations, id ranges, progress bar, truncation", () => {
   assert.equal(truncate("abc", 4), "abc");
 });
 
-Deno.test("resultSummary skips the attempt line and a table's header", () => {
-  assert.equal(resultSummary(null), "");
+Deno.test("escapeControl shows control characters and bidi overrides as escapes", () => {
+  assert.equal(escapeControl("plain Мне повезло \\x1b"), "plain Мне повезло \\x1b");
   assert.equal(
-    resultSummary("attempt 1 of 3\nretask_lucky\n------------\nМне повезло \n"),
-    "Мне повезло",
+    escapeControl("\x1b]0;pwned\x07\x1b[2J\bback\x7f\x9b1m\u202eevil"),
+    "\\x1b]0;pwned\\x07\\x1b[2J\\x08back\\x7f\\x9b1m\\u202eevil",
   );
-  assert.equal(resultSummary("attempt 1 of 3\n a  b\n-- --\n"), "(no rows)");
-  assert.equal(
-    resultSummary("attempt 3 of 3\ndivision by zero\nPL/pgSQL function"),
-    "division by zero",
-  );
-  assert.equal(resultSummary("plain text from an old row"), "plain text from an old row");
+  assert.equal(escapeControl("a\nb\r\tc\u2066\u200f"), "a\\nb\\r\\tc\\u2066\\u200f");
+  assert.equal(escapeControl("a\nb\r\x1b", { keepNewlines: true }), "a\nb\\r\\x1b");
 });

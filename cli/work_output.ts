@@ -4,14 +4,18 @@
  * @module
  */
 import type { TaskOutcome } from "../lib/worker/outcome.ts";
+import { escapeControl } from "./format.ts";
 
-/** The text log line: `task 42 lucky attempt 2/3 13 ms retry: division by zero`. */
+/**
+ * The text log line: `task 42 lucky attempt 2/3 13 ms retry: division by zero`. The program's
+ * name and the error come from the database: their control characters are shown escaped.
+ */
 export function outcomeLine(event: TaskOutcome): string {
-  const head =
-    `task ${event.taskId} ${event.program} attempt ${event.attempt}/${event.maxAttempts}` +
-    ` ${Math.round(event.durationMs)} ms ${event.outcome}`;
+  const head = `task ${event.taskId} ${escapeControl(event.program)} ` +
+    `attempt ${event.attempt}/${event.maxAttempts} ${Math.round(event.durationMs)} ms ` +
+    event.outcome;
   if (event.error === null) return head;
-  const firstLine = event.error.split("\n", 1)[0];
+  const firstLine = escapeControl(event.error.split("\n", 1)[0]);
   const fate = event.outcome === "lost" && event.status !== null
     ? ` (task ${event.status === "scheduled" ? "will be retried" : "failed"})`
     : "";

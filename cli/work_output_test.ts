@@ -37,3 +37,21 @@ Deno.test("outcome lines and JSON", () => {
     worker: "host:1:abcd",
   });
 });
+
+Deno.test("outcome lines escape what came from the database", () => {
+  const line = outcomeLine({
+    taskId: 7,
+    program: "evil\x1b]0;pwned\x07",
+    attempt: 1,
+    maxAttempts: 1,
+    durationMs: 1,
+    outcome: "error",
+    status: "error",
+    error: "boom\x1b[2J\u202e\r\nsecond line",
+    worker: "w\x1b[1m",
+  });
+  assert.equal(
+    line,
+    "task 7 evil\\x1b]0;pwned\\x07 attempt 1/1 1 ms error: boom\\x1b[2J\\u202e\\r",
+  );
+});

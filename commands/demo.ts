@@ -18,7 +18,7 @@ import { parseInteger, parseProbability } from "../cli/parse.ts";
 import { describeDatabase } from "../lib/db/connect.ts";
 import { getTask } from "../lib/queue/read.ts";
 import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
-import { renderTaskDetail } from "./status.ts";
+import { DETAIL_RESULT_CHARS, renderTaskDetail } from "./status.ts";
 
 interface DemoFlags {
   runs?: string;
@@ -147,7 +147,10 @@ export function demoCommand(): Command {
               taskId === null
                 ? `  none in this run (${why})`
                 : `${paint.dim(`$ retask status ${taskId}`)}\n` +
-                  renderTaskDetail(await getTask(db.sql, taskId, { schema }), paint),
+                  renderTaskDetail(
+                    await getTask(db.sql, taskId, { schema, maxResultChars: DETAIL_RESULT_CHARS }),
+                    paint,
+                  ),
             );
           }
         });

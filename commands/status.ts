@@ -7,12 +7,12 @@ import { Command } from "npm:commander@14.0.3";
 import { type Database, describeDatabase } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import {
+  escapeControl,
   formatDuration,
   formatTimestamp,
   type Palette,
   palette,
   renderTable,
-  resultSummary,
 } from "../cli/format.ts";
 import { parseInteger } from "../cli/parse.ts";
 import {
@@ -58,21 +58,31 @@ function waitsUntil(runAfter: Date, last: string): string {
   return `(waits until ${formatTimestamp(runAfter)}${last ? `, last: ${last}` : ""})`;
 }
 
+/** What `status <task_id>` prints of a result at most; `--json` gives all of it. */
+export const DETAIL_RESULT_CHARS = 65_536;
+
+// Everything printed from the database goes through these: a task cannot write to the terminal.
+const oneLine = (text: string) => escapeControl(text);
+const lines = (text: string) => escapeControl(text, { keepNewlines: true }).split("\n");
+
 /** The task table and the counts line, as `retask status` prints them. */
 export function renderTaskList(list: TaskList, paint: Palette = palette()): string {
   // on a terminal the result column is cut to fit; piped, lines stay whole for grep
   const maxWidth = Deno.stdout.isTerminal() ? Math.max(Deno.consoleSize().columns, 60) : undefined;
-  const rows = list.tasks.map((t) => [
-    String(t.taskId),
-    t.program ?? `#${t.programId}`,
-    paintStatus(t.status, paint),
-    `${t.attempt} of ${t.maxAttempts}`,
-    formatTimestamp(t.started),
-    formatDuration(t.durationMs),
-    t.status === "scheduled" && t.runAfter.getTime() > Date.now()
-      ? waitsUntil(t.runAfter, resultSummary(t.result))
-      : resultSummary(t.result),
-  ]);
+  const rows = list.tasks.map((t) => {
+    const summary = oneLine(t.resultSummary ?? "");
+    return [
+      String(t.taskId),
+      t.program === null ? `#${t.programId}` : oneLine(t.program),
+      paintStatus(t.status, paint),
+      `${t.attempt} of ${t.maxAttempts}`,
+      formatTimestamp(t.started),
+      formatDuration(t.durationMs),
+      t.status === "scheduled" && t.runAfter.getTime() > Date.now()
+        ? waitsUntil(t.runAfter, summary)
+        : summary,
+    ];
+  });
   const headers = ["id", "program", "status", "attempt", "started", "duration", "result"];
   const lines = renderTable(headers, rows, { align: ["right"], paint, maxWidth });
   const counts = STATUSES.map((s) => `${paintStatus(s, paint)} ${list.counts[s]}`).join("  ");
@@ -83,43 +93,59 @@ export function renderTaskList(list: TaskList, paint: Palette = palette()): stri
   return [...lines, "", `${counts}${shown}`].join("\n");
 }
 
-/** One task, its full result and every attempt, as `retask status <task_id>` prints it. */
+/** The note under a result `getTask` cut at `maxResultChars`; empty when it is whole. */
+function cutNote(detail: TaskDetail): string {
+  const shown = detail.task.result?.length ?? 0;
+  const whole = detail.resultChars ?? shown;
+  if (whole <= shown) return "";
+  const count = (n: number) => n.toLocaleString("en-US");
+  return `(cut: the first ${count(shown)} of ${count(whole)} characters; ` +
+    `retask status ${detail.task.taskId} --json has all of it)`;
+}
+
+/**
+ * One task, its result and every attempt, as `retask status <task_id>` prints it. The result is
+ * whole unless {@link getTask} cut it (`maxResultChars`), which a note under it then says.
+ */
 export function renderTaskDetail(detail: TaskDetail, paint: Palette = palette()): string {
   const { task, attempts } = detail;
   const field = (name: string, value: string) => `${paint.bold(name.padEnd(9))} ${value}`;
-  const lines = [
+  const out = [
     field("task", String(task.taskId)),
-    field("program", `${task.program ?? "(deleted)"} (id ${task.programId})`),
+    field("program", `${oneLine(task.program ?? "(deleted)")} (id ${task.programId})`),
     field(
       "status",
       `${paintStatus(task.status, paint)}, attempt ${task.attempt} of ${task.maxAttempts}`,
     ),
-    field("params", JSON.stringify(task.params)),
+    field("params", oneLine(JSON.stringify(task.params))),
     field("created", formatTimestamp(task.created)),
   ];
   if (task.status === "scheduled" && task.runAfter.getTime() > Date.now()) {
-    lines.push(field("run after", formatTimestamp(task.runAfter)));
+    out.push(field("run after", formatTimestamp(task.runAfter)));
   }
-  if (task.host) lines.push(field("runs on", `${task.host}:${task.port}`));
-  lines.push(paint.bold("result"));
-  lines.push(...(task.result ?? "(none yet)").trimEnd().split("\n").map((l) => `  ${l}`));
-  lines.push(paint.bold(`attempts (${attempts.length})`));
+  if (task.host) out.push(field("runs on", oneLine(`${task.host}:${task.port}`)));
+  out.push(paint.bold("result"));
+  out.push(...lines((task.result ?? "(none yet)").trimEnd()).map((l) => `  ${l}`));
+  const note = cutNote(detail);
+  if (note) out.push(paint.dim(`  ${note}`));
+  out.push(paint.bold(`attempts (${attempts.length})`));
   for (const a of attempts) {
-    lines.push(
+    out.push(
       `  ${a.attempt}. ${paintStatus(a.outcome, paint)}  ${formatTimestamp(a.started)}  ` +
         formatDuration(a.durationMs),
     );
-    if (a.error) lines.push(`     ${a.error}`);
-    if (a.context) lines.push(...a.context.split("\n").map((l) => paint.dim(`     ${l}`)));
+    if (a.error) out.push(`     ${oneLine(a.error)}`);
+    if (a.context) out.push(...lines(a.context).map((l) => paint.dim(`     ${l}`)));
   }
   if (task.status === "running") {
-    lines.push(
+    const on = task.worker ? ` on ${oneLine(task.worker)}` : "";
+    out.push(
       `  ${task.attempt}. ${paintStatus("running", paint)}  ${formatTimestamp(task.started)}  ` +
-        `${formatDuration(task.durationMs)} so far${task.worker ? ` on ${task.worker}` : ""}`,
+        `${formatDuration(task.durationMs)} so far${on}`,
     );
   }
-  if (attempts.length === 0 && task.status !== "running") lines.push("  none yet");
-  return lines.join("\n");
+  if (attempts.length === 0 && task.status !== "running") out.push("  none yet");
+  return out.join("\n");
 }
 
 /** Flags checked before connecting: a task id, or filters. */
@@ -172,7 +198,11 @@ export function statusCommand(): Command {
       const clear = flags.watch && !flags.json && Deno.stdout.isTerminal();
       const show = async (db: Database) => {
         const data = query.taskId !== undefined
-          ? await getTask(db.sql, query.taskId, { schema })
+          ? await getTask(db.sql, query.taskId, {
+            schema,
+            // --json gives the whole result; people get its start and a note
+            maxResultChars: flags.json ? undefined : DETAIL_RESULT_CHARS,
+          })
           : await listTasks(db.sql, { ...query.filter, schema });
         if (flags.json) return printJson(data);
         const paint = palette();

@@ -3,6 +3,7 @@
  * with every attempt it made.
  * @module
  */
+import type postgres from "npm:postgres@3.4.9";
 import type { Queryable } from "../db/connect.ts";
 import { RetaskError } from "../errors.ts";
 import { DEFAULT_SCHEMA } from "../db/schema.ts";
@@ -44,13 +45,26 @@ export interface Task {
   finished: Date | null;
   /** The latest attempt's run time; for a running task, so far. Null before the first. */
   durationMs: number | null;
-  /** Starts with `attempt n of m`; null until an attempt ends. */
+  /**
+   * Starts with `attempt n of m`; null until an attempt ends. {@link getTask} with
+   * `maxResultChars` gives only the start of it.
+   */
   result: string | null;
   /** Set (with port) for a task that runs on another server. */
   host: string | null;
   port: string | null;
   /** The worker that holds it or last held it. */
   worker: string | null;
+}
+
+/** A task as {@link listTasks} gives it: one line of its result instead of the whole. */
+export interface TaskSummary extends Omit<Task, "result"> {
+  /**
+   * The result's first line worth showing, at most {@link SUMMARY_CHARS} characters: without the
+   * `attempt n of m` line, a table's first row (or `(no rows)`), else the first non-blank line.
+   * Null until an attempt ends.
+   */
+  resultSummary: string | null;
 }
 
 /** Tasks per status; every status is present, zero when none. */
@@ -68,15 +82,22 @@ export interface TaskFilter extends InSchema {
 /** What {@link listTasks} returns. */
 export interface TaskList {
   /** Newest first. */
-  tasks: Task[];
+  tasks: TaskSummary[];
   /** Counts for the program filter (not the status filter or the limit). */
   counts: StatusCounts;
   /** Tasks matching all the filters, of which `tasks` are the newest `limit`. */
   matching: number;
 }
 
-// The select list and FROM clause both queries share: a row as a Task.
-function taskRows(sql: Queryable, schema: string) {
+/** The longest summary {@link listTasks} gives; longer lines end in "…". */
+export const SUMMARY_CHARS = 300;
+
+// The summary is read from the result's first characters only, so a list of tasks with huge
+// results costs no more than one of small ones.
+const SUMMARY_SOURCE_CHARS = 65_536;
+
+// A task row's columns before and after its result, and the FROM clause, both queries share.
+function taskColumns(sql: Queryable, result: postgres.Fragment, schema: string) {
   return sql`
     SELECT t.task_id AS "taskId", t.program_id AS "programId", p.name AS program, t.status,
            t.attempt_count AS attempt, t.max_attempts AS "maxAttempts", t.params, t.created,
@@ -84,8 +105,46 @@ function taskRows(sql: Queryable, schema: string) {
            (extract(epoch FROM coalesce(t.finished, CASE WHEN t.status = 'running'
                                                           THEN clock_timestamp() END) - t.started)
             * 1000)::float8 AS "durationMs",
-           t.result, t.host, t.port, t.worker
+           ${result}, t.host, t.port, t.worker
     FROM ${sql(schema)}.tasks t LEFT JOIN ${sql(schema)}.programs p ON p.program_id = t.program_id`;
+}
+
+// The line `status` shows of a result (see TaskSummary.resultSummary), computed here so that a
+// list never fetches whole results. It reads the lines of the result's start (`l`, the attempt
+// line dropped; `cut` when the result goes on); the line it picks (`i`) ends in "…" when cut.
+function resultSummary(sql: Queryable) {
+  const most = SUMMARY_CHARS;
+  const source = SUMMARY_SOURCE_CHARS;
+  return sql`
+    (SELECT CASE
+              WHEN t.result IS NULL THEN NULL
+              WHEN i IS NULL AND is_table AND NOT (cut AND cardinality(l) <= 3) THEN '(no rows)'
+              WHEN i IS NULL AND cut THEN '(its first line is too long to show here)'
+              WHEN i IS NULL THEN ''
+              WHEN length(line) > ${most}::int OR (cut AND i = cardinality(l))
+                THEN left(line, ${most - 1}::int) || '…'
+              ELSE line
+            END
+     FROM (SELECT l, cut, is_table, i,
+                  CASE WHEN is_table THEN regexp_replace(l[i], '\\s+$', '')
+                       ELSE regexp_replace(l[i], '^\\s+|\\s+$', '', 'g') END AS line
+           FROM (SELECT l, cut, is_table,
+                        -- a table (header, dashes, rows): its first row says more than its header
+                        CASE WHEN is_table THEN CASE WHEN l[3] ~ '\\S' THEN 3 END
+                             ELSE (SELECT min(n)::int FROM unnest(l) WITH ORDINALITY AS u(x, n)
+                                   WHERE x ~ '\\S') END AS i
+                 FROM (SELECT l, cut, coalesce(l[2] ~ '^[- ]+$' AND strpos(l[2], '-') > 0, false)
+                                      AS is_table
+                       FROM (SELECT CASE WHEN h[1] ~ '^attempt [0-9]+ of [0-9]+$' THEN h[2:]
+                                         ELSE h END AS l,
+                                    length(left(t.result, ${source + 1}::int)) > ${source}::int
+                                      AS cut
+                             FROM string_to_array(left(t.result, ${source}::int), E'\\n') AS h
+                            ) AS lines
+                      ) AS kind
+                ) AS picked
+          ) AS summary
+    ) AS "resultSummary"`;
 }
 
 /** The newest tasks matching `filter`, and how many tasks there are in each status. */
@@ -94,8 +153,8 @@ export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promis
   const programId = filter.program === undefined
     ? null
     : (await findProgram(sql, filter.program, filter)).programId;
-  const tasks = await sql<Task[]>`
-    ${taskRows(sql, schema)}
+  const tasks = await sql<TaskSummary[]>`
+    ${taskColumns(sql, resultSummary(sql), schema)}
     WHERE (${filter.status ?? null}::text IS NULL OR t.status = ${filter.status ?? null}::text)
       AND (${programId}::bigint IS NULL OR t.program_id = ${programId}::bigint)
     ORDER BY t.task_id DESC
@@ -134,19 +193,31 @@ export interface TaskDetail {
   task: Task;
   /** Ended attempts, first to last; a running attempt is not in it yet. */
   attempts: Attempt[];
+  /** With `maxResultChars`: the whole result's length in characters (null when none). */
+  resultChars?: number | null;
+}
+
+/** Options for {@link getTask}. */
+export interface GetTaskOptions extends InSchema {
+  /** Fetch at most this many characters of the result; `resultChars` then says how many it has. */
+  maxResultChars?: number;
 }
 
 /** Reads one task and its attempts. An unknown id is an input error. */
 export async function getTask(
   sql: Queryable,
   taskId: number,
-  options: InSchema = {},
+  options: GetTaskOptions = {},
 ): Promise<TaskDetail> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
-  const [task] = await sql<Task[]>`
-    ${taskRows(sql, schema)}
+  const limit = options.maxResultChars;
+  const result = limit === undefined
+    ? sql`t.result`
+    : sql`left(t.result, ${limit}::int) AS result, length(t.result) AS "resultChars"`;
+  const [row] = await sql<(Task & { resultChars?: number | null })[]>`
+    ${taskColumns(sql, result, schema)}
     WHERE t.task_id = ${taskId}::bigint`;
-  if (!task) {
+  if (!row) {
     throw new RetaskError(
       "invalid_input",
       `task ${taskId} does not exist; retask status lists the newest tasks`,
@@ -158,5 +229,7 @@ export async function getTask(
            error, context, pid, worker
     FROM ${sql(schema)}.task_attempts WHERE task_id = ${taskId}::bigint
     ORDER BY attempt`;
-  return { task, attempts: [...attempts] };
+  if (limit === undefined) return { task: row, attempts: [...attempts] };
+  const { resultChars, ...task } = row;
+  return { task, attempts: [...attempts], resultChars: resultChars ?? null };
 }
