@@ -11,6 +11,7 @@ import { enqueueCommand } from "./commands/enqueue.ts";
 import { statusCommand } from "./commands/status.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { toRetaskError } from "./lib/errors.ts";
+import { escapeControl } from "./cli/format.ts";
 
 /** A commander error on one line: its "(Did you mean …?)" line joins the message. */
 function oneLine(text: string): string {
@@ -63,7 +64,8 @@ export async function main(args: string[]): Promise<number> {
       return error.exitCode === 0 ? 0 : 2;
     }
     const failure = toRetaskError(error);
-    console.error(`retask: ${failure.message}`);
+    // an error can carry the database's text (program names, messages): no terminal control
+    console.error(`retask: ${escapeControl(failure.message)}`);
     return failure.exitCode;
   }
 }

@@ -3,7 +3,7 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import { formatIdRanges } from "../cli/format.ts";
+import { escapeControl, formatIdRanges } from "../cli/format.ts";
 import { parseInteger, parseJsonObject, parseRunAfter } from "../cli/parse.ts";
 import { enqueue, type EnqueueOptions } from "../lib/queue/enqueue.ts";
 import { findProgram } from "../lib/queue/programs.ts";
@@ -69,7 +69,7 @@ export function enqueueCommand(): Command {
       });
       if (flags.json) return printJson({ program_id: programId, task_ids: taskIds });
       if (flags.quiet) return console.log(taskIds.join("\n"));
-      const of = `of program "${name}" (id ${programId})`;
+      const of = `of program "${escapeControl(name)}" (id ${programId})`;
       console.log(
         taskIds.length === 1
           ? `queued task ${taskIds[0]} ${of}`

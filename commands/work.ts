@@ -7,6 +7,7 @@
 import { Command } from "npm:commander@14.0.3";
 import type { TaskOutcome, WorkerLog } from "../lib/worker/outcome.ts";
 import { outcomeJson, outcomeLine } from "../cli/work_output.ts";
+import { escapeControl } from "../cli/format.ts";
 import { describeDatabase } from "../lib/db/connect.ts";
 import { errorMessage, RetaskError } from "../lib/errors.ts";
 import { runWorker } from "../lib/worker/loop.ts";
@@ -89,6 +90,10 @@ export function workCommand(): Command {
         ms(d.shutdownTimeoutMs)
       })`,
     )
+    .option(
+      "--max-result-bytes <n>",
+      `cut a task's result past this size, saying so in it (default: ${d.maxResultBytes})`,
+    )
     .option("--drain", "exit 0 once no task is scheduled or running")
     .option(
       "--remote-database <name>",
@@ -112,7 +117,10 @@ export function workCommand(): Command {
         ? (event: TaskOutcome) => stdout.write(JSON.stringify(outcomeJson(event)))
         : (event: TaskOutcome) => stdout.write(outcomeLine(event));
       const onLog = (entry: WorkerLog) => {
-        if (entry.level === "warn" || !flags.quiet) stderr.write(`retask: ${entry.message}`);
+        // its messages carry database text (errors, worker names): no terminal control
+        if (entry.level === "warn" || !flags.quiet) {
+          stderr.write(`retask: ${escapeControl(entry.message)}`);
+        }
       };
 
       const controller = new AbortController();

@@ -44,6 +44,7 @@ export { enqueue, type EnqueueOptions } from "./queue/enqueue.ts";
 export {
   type Attempt,
   getTask,
+  type GetTaskOptions,
   listTasks,
   type StatusCounts,
   type Task,
@@ -51,6 +52,7 @@ export {
   type TaskFilter,
   type TaskList,
   type TaskStatus,
+  type TaskSummary,
 } from "./queue/read.ts";
 export {
   makeWorkerId,

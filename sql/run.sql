@@ -16,7 +16,8 @@
 -- its oid on every run. `relid` is the relation of a composite result, whose
 -- columns can change under the same function: its names are read every run.
 CREATE FUNCTION retask.run_program(
-    program_id bigint, params jsonb, path text DEFAULT pg_catalog.current_setting('search_path'))
+    program_id bigint, params jsonb, path text DEFAULT pg_catalog.current_setting('search_path'),
+    max_result_bytes integer DEFAULT 1048576)
 RETURNS text LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -68,7 +69,7 @@ BEGIN
             IF retask.lookup_function(func) OPERATOR(pg_catalog.=) fn THEN
                 EXECUTE query INTO cells USING params;
                 PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-                RETURN retask.render_table(names, cells);
+                RETURN retask.render_table(names, cells, max_result_bytes);
             END IF;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         END IF;
@@ -108,7 +109,8 @@ $$;
 -- task and the rest come back unrun.
 CREATE FUNCTION retask.run_tasks(
     task_ids bigint[], attempts integer[],
-    path text DEFAULT pg_catalog.current_setting('search_path'))
+    path text DEFAULT pg_catalog.current_setting('search_path'),
+    max_result_bytes integer DEFAULT 1048576)
 RETURNS TABLE (task_id bigint, outcome text, status text, error text, context text,
                duration_ms double precision)
 LANGUAGE plpgsql VOLATILE
@@ -160,7 +162,7 @@ BEGIN
         ctx := NULL;
         code := NULL;
         BEGIN
-            res := retask.run_program(task.program_id, task.params, path);
+            res := retask.run_program(task.program_id, task.params, path, max_result_bytes);
         EXCEPTION
             -- OTHERS leaves out the cancel and a failed ASSERT
             WHEN others OR query_canceled OR assert_failure THEN

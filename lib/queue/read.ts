@@ -92,10 +92,6 @@ export interface TaskList {
 /** The longest summary {@link listTasks} gives; longer lines end in "…". */
 export const SUMMARY_CHARS = 300;
 
-// The summary is read from the result's first characters only, so a list of tasks with huge
-// results costs no more than one of small ones.
-const SUMMARY_SOURCE_CHARS = 65_536;
-
 // A task row's columns before and after its result, and the FROM clause, both queries share.
 function taskColumns(sql: Queryable, result: postgres.Fragment, schema: string) {
   return sql`
@@ -109,42 +105,12 @@ function taskColumns(sql: Queryable, result: postgres.Fragment, schema: string) 
     FROM ${sql(schema)}.tasks t LEFT JOIN ${sql(schema)}.programs p ON p.program_id = t.program_id`;
 }
 
-// The line `status` shows of a result (see TaskSummary.resultSummary), computed here so that a
-// list never fetches whole results. It reads the lines of the result's start (`l`, the attempt
-// line dropped; `cut` when the result goes on); the line it picks (`i`) ends in "…" when cut.
-function resultSummary(sql: Queryable) {
-  const most = SUMMARY_CHARS;
-  const source = SUMMARY_SOURCE_CHARS;
-  return sql`
-    (SELECT CASE
-              WHEN t.result IS NULL THEN NULL
-              WHEN i IS NULL AND is_table AND NOT (cut AND cardinality(l) <= 3) THEN '(no rows)'
-              WHEN i IS NULL AND cut THEN '(its first line is too long to show here)'
-              WHEN i IS NULL THEN ''
-              WHEN length(line) > ${most}::int OR (cut AND i = cardinality(l))
-                THEN left(line, ${most - 1}::int) || '…'
-              ELSE line
-            END
-     FROM (SELECT l, cut, is_table, i,
-                  CASE WHEN is_table THEN regexp_replace(l[i], '\\s+$', '')
-                       ELSE regexp_replace(l[i], '^\\s+|\\s+$', '', 'g') END AS line
-           FROM (SELECT l, cut, is_table,
-                        -- a table (header, dashes, rows): its first row says more than its header
-                        CASE WHEN is_table THEN CASE WHEN l[3] ~ '\\S' THEN 3 END
-                             ELSE (SELECT min(n)::int FROM unnest(l) WITH ORDINALITY AS u(x, n)
-                                   WHERE x ~ '\\S') END AS i
-                 FROM (SELECT l, cut, coalesce(l[2] ~ '^[- ]+$' AND strpos(l[2], '-') > 0, false)
-                                      AS is_table
-                       FROM (SELECT CASE WHEN h[1] ~ '^attempt [0-9]+ of [0-9]+$' THEN h[2:]
-                                         ELSE h END AS l,
-                                    length(left(t.result, ${source + 1}::int)) > ${source}::int
-                                      AS cut
-                             FROM string_to_array(left(t.result, ${source}::int), E'\\n') AS h
-                            ) AS lines
-                      ) AS kind
-                ) AS picked
-          ) AS summary
-    ) AS "resultSummary"`;
+// The line `status` shows of a result (retask.result_summary, sql/render.sql),
+// computed in SQL from the result's first characters, so a list never fetches
+// whole results.
+function resultSummary(sql: Queryable, schema: string) {
+  return sql`${sql(schema)}.result_summary(left(t.result, 65537), ${SUMMARY_CHARS}::integer)
+             AS "resultSummary"`;
 }
 
 /** The newest tasks matching `filter`, and how many tasks there are in each status. */
@@ -154,7 +120,7 @@ export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promis
     ? null
     : (await findProgram(sql, filter.program, filter)).programId;
   const tasks = await sql<TaskSummary[]>`
-    ${taskColumns(sql, resultSummary(sql), schema)}
+    ${taskColumns(sql, resultSummary(sql, schema), schema)}
     WHERE (${filter.status ?? null}::text IS NULL OR t.status = ${filter.status ?? null}::text)
       AND (${programId}::bigint IS NULL OR t.program_id = ${programId}::bigint)
     ORDER BY t.task_id DESC

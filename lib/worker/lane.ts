@@ -36,6 +36,8 @@ const RECORD_LOST_FOR_MS = 30_000;
 export interface LaneContext extends RecordTarget {
   /** The most tasks a lane runs in one transaction. */
   batchSize: number;
+  /** A result longer than this is cut, with a note that it was. */
+  maxResultBytes: number;
   remote: RemotePools;
   report(outcomes: TaskOutcome[]): void;
   log(entry: WorkerLog): void;

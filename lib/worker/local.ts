@@ -105,7 +105,8 @@ async function runStatement(lane: LaneHandle, batch: readonly ClaimedTask[]): Pr
   const query = sql<RunRow[]>`
     SELECT task_id, outcome, status, error, context, duration_ms
     FROM ${sql(lane.ctx.schema)}.run_tasks(${batch.map((t) => t.taskId)}::bigint[],
-                                           ${batch.map((t) => t.attempt)}::integer[])`;
+                                           ${batch.map((t) => t.attempt)}::integer[],
+                                           max_result_bytes => ${lane.ctx.maxResultBytes}::integer)`;
   const untrack = lane.track(query);
   try {
     const ran = settle(query);

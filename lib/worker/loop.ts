@@ -140,6 +140,7 @@ export async function runWorker(
     schema,
     database: settings.remoteDatabase,
     taskTimeoutMs: settings.taskTimeoutMs,
+    maxResultBytes: settings.maxResultBytes,
     poolSize: Math.min(settings.concurrency, 4),
     applicationName,
   });
@@ -147,6 +148,7 @@ export async function runWorker(
     schema,
     worker,
     batchSize: settings.batchSize,
+    maxResultBytes: settings.maxResultBytes,
     taskTimeoutMs: settings.taskTimeoutMs,
     remote,
     report,

@@ -38,6 +38,8 @@ export interface RemoteOptions {
   database?: string;
   /** Per-task statement timeout in ms, 0 for none. */
   taskTimeoutMs: number;
+  /** A result longer than this is cut, with a note that it was. */
+  maxResultBytes: number;
   /** Connections per remote server. */
   poolSize: number;
   applicationName: string;
@@ -77,9 +79,9 @@ export class RemotePools {
       // one run of a task at a time on the remote server too: a retry after this
       // worker's kill -9 waits until the dead worker's backend has stopped
       const query = pool<{ result: string }[]>`
-        SELECT ${pool(this.#options.schema)}.run_program(${task.programId}::bigint,
-                                                         ${pool.json(task.params as never)}::jsonb)
-               AS result
+        SELECT ${pool(this.#options.schema)}.run_program(
+                 ${task.programId}::bigint, ${pool.json(task.params as never)}::jsonb,
+                 max_result_bytes => ${this.#options.maxResultBytes}::integer) AS result
         FROM (SELECT pg_advisory_xact_lock(hashtextextended('retask.task:' || ${task.taskId}, 0)))
              AS one_at_a_time`;
       onStart(query);

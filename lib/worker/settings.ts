@@ -24,6 +24,8 @@ export interface WorkerSettings {
   taskTimeoutMs: number;
   /** After a stop request, how long running tasks may go on, in ms. */
   shutdownTimeoutMs: number;
+  /** A result longer than this is cut, with a note that it was. */
+  maxResultBytes: number;
   /** Stop once no task is scheduled or running. */
   drain: boolean;
   /** Database name on remote servers; default: the main connection's. */
@@ -39,6 +41,7 @@ export const WORKER_DEFAULTS: Readonly<WorkerSettings> = {
   leaseMs: 30_000,
   taskTimeoutMs: 300_000,
   shutdownTimeoutMs: 10_000,
+  maxResultBytes: 1_048_576,
   drain: false,
 };
 
@@ -55,6 +58,7 @@ const BOUNDS = {
   leaseMs: { flag: "--lease", kind: "duration", min: 300, max: MAX_MS },
   taskTimeoutMs: { flag: "--task-timeout", kind: "duration", min: 0, max: MAX_MS },
   shutdownTimeoutMs: { flag: "--shutdown-timeout", kind: "duration", min: 0, max: MAX_MS },
+  maxResultBytes: { flag: "--max-result-bytes", kind: "count", min: 1024, max: 2 ** 31 - 1 },
 } as const;
 
 type Numeric = keyof typeof BOUNDS;
@@ -100,6 +104,7 @@ export interface WorkFlags {
   lease?: string;
   taskTimeout?: string;
   shutdownTimeout?: string;
+  maxResultBytes?: string;
   drain?: boolean;
   remoteDatabase?: string;
 }
@@ -112,6 +117,7 @@ const FLAG_KEYS: Record<Numeric, keyof WorkFlags> = {
   leaseMs: "lease",
   taskTimeoutMs: "taskTimeout",
   shutdownTimeoutMs: "shutdownTimeout",
+  maxResultBytes: "maxResultBytes",
 };
 
 /** Turns command-line flags into settings; missing ones take the defaults. */

@@ -23,6 +23,7 @@ Deno.test("work flags: defaults, units, and what is refused", () => {
     lease: "1.5m",
     taskTimeout: "0",
     shutdownTimeout: "500ms",
+    maxResultBytes: "65536",
     drain: true,
     remoteDatabase: "replica",
   });
@@ -34,6 +35,7 @@ Deno.test("work flags: defaults, units, and what is refused", () => {
     leaseMs: 90_000,
     taskTimeoutMs: 0,
     shutdownTimeoutMs: 500,
+    maxResultBytes: 65_536,
     drain: true,
     remoteDatabase: "replica",
   });
@@ -46,6 +48,10 @@ Deno.test("work flags: defaults, units, and what is refused", () => {
   usageError(() => parseWorkFlags({ taskTimeout: "5 minutes" }), /--task-timeout/);
   usageError(() => parseWorkFlags({ shutdownTimeout: "" }), /--shutdown-timeout/);
   usageError(() => parseWorkFlags({ remoteDatabase: " " }), /--remote-database/);
+  usageError(
+    () => parseWorkFlags({ maxResultBytes: "10" }),
+    /--max-result-bytes must be .* from 1024/,
+  );
   assert.equal(parseDuration("--x", "1h"), 3_600_000);
   usageError(() => parseDuration("--x", "30d"), /--x/);
   usageError(() => parseDuration("--x", "99999999999"), /--x/);

@@ -111,14 +111,14 @@ Deno.test("retask status", async (t) => {
         "started",
         "finished",
         "duration_ms",
-        "result",
+        "result_summary",
         "host",
         "port",
         "worker",
       ]);
       assert.equal(out.tasks[1].task_id, ids.fail);
       assert.equal(out.tasks[1].attempt, 3);
-      assert.match(out.tasks[1].result, /^attempt 3 of 3\nfailed on purpose\n/);
+      assert.equal(out.tasks[1].result_summary, "failed on purpose");
       assert.equal(typeof out.tasks[1].duration_ms, "number");
     });
 
