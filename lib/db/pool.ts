@@ -6,7 +6,7 @@
  * @module
  */
 import postgres from "npm:postgres@3.4.9";
-import { bigintAsNumber, type Sql } from "./connect.ts";
+import { bigintAsNumber, client, CONNECT_TIMEOUT_S, type Sql } from "./connect.ts";
 
 /** Where a server is and who to log in as; what {@link openPool} needs. */
 export interface ConnectionTarget {
@@ -17,6 +17,8 @@ export interface ConnectionTarget {
   user: string;
   pass: string | null;
   ssl: unknown;
+  /** Seconds to wait for a connection to open, from the URL or the client. */
+  connectTimeout?: number;
 }
 
 /** Options for {@link openPool}. */
@@ -27,7 +29,7 @@ export interface PoolOptions {
   applicationName: string;
   /** Run-time parameters every connection starts with, e.g. `synchronous_commit`. */
   settings?: Record<string, string>;
-  /** Seconds to wait for a connection to open. */
+  /** Seconds to wait for a connection to open (default: the target's, else 10). */
   connectTimeout?: number;
   /** Called on every NOTIFY the connection receives. */
   onNotify?: (channel: string) => void;
@@ -37,12 +39,13 @@ export interface PoolOptions {
 
 /**
  * The connection target of a URL or of an existing postgres.js client. Parsing
- * goes through postgres.js itself, so a URL means exactly what it means to
- * `connect()`.
+ * goes through `client()`, so a URL means exactly what it means to `connect()`
+ * and a malformed one is a `usage` error that does not show its password.
  */
 export async function connectionTarget(database: string | Sql): Promise<ConnectionTarget> {
-  const parsed = typeof database === "string" ? postgres(database, { max: 1 }) : database;
-  const o = parsed.options as unknown as ConnectionTarget;
+  const parsed = typeof database === "string" ? client(database, { max: 1 }) : database;
+  const o = parsed.options as unknown as ConnectionTarget & { connect_timeout?: unknown };
+  const timeout = Number(o.connect_timeout);
   const target = {
     host: [...o.host],
     port: [...o.port],
@@ -51,6 +54,7 @@ export async function connectionTarget(database: string | Sql): Promise<Connecti
     user: o.user,
     pass: o.pass,
     ssl: o.ssl,
+    connectTimeout: timeout > 0 ? timeout : undefined,
   };
   // a client made here never connected; ending it only drops its bookkeeping
   if (typeof database === "string") await parsed.end({ timeout: 0 });
@@ -93,7 +97,7 @@ export function openPool(target: ConnectionTarget, options: PoolOptions): Sql {
     ssl: target.ssl as postgres.Options<Record<string, never>>["ssl"],
     max: options.max,
     max_lifetime: null,
-    connect_timeout: options.connectTimeout ?? 10,
+    connect_timeout: options.connectTimeout ?? target.connectTimeout ?? CONNECT_TIMEOUT_S,
     max_pipeline: 1000,
     onnotice: () => {},
     onnotify: options.onNotify ? (channel: string) => options.onNotify!(channel) : undefined,
