@@ -3,7 +3,7 @@
 // retry's last error, and the demo's progress bar.
 import assert from "node:assert/strict";
 import { stopEmbedded } from "../../lib/db/embedded.ts";
-import { cliEnv, freshDatabase, MAIN, runCli, waitFor } from "../harness/mod.ts";
+import { cliEnv, freshDatabase, MAIN, runCli, spawnCli, waitFor } from "../harness/mod.ts";
 
 const TIME = String.raw`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`;
 // Flags are checked before connecting: pointing at a closed port shows that none is needed.
@@ -97,27 +97,18 @@ Deno.test("with DATABASE_URL", async (t) => {
       assert.equal(enqueued.code, 0, enqueued.stderr);
       const taskId = enqueued.stdout.trim(); // --quiet: the new task's id only
 
-      const worker = new Deno.Command(Deno.execPath(), {
-        args: ["run", "--quiet", "--allow-all", MAIN, "work"],
-        env: cliEnv(env),
-        clearEnv: true,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      let stdout = "";
-      const reading = worker.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
-        new WritableStream({ write: (chunk) => void (stdout += chunk) }),
-      );
-      const stderr = new Response(worker.stderr).text();
+      const worker = spawnCli(["work"], env);
       try {
-        await waitFor(() => stdout.includes("retry: division by zero"), "the first attempt");
+        await waitFor(
+          () => worker.stdout().includes("retry: division by zero"),
+          "the first attempt",
+        );
       } finally {
         worker.kill("SIGINT");
       }
-      assert.equal((await worker.status).code, 0);
-      await reading;
-      const logged = (await stderr).split("\n");
+      const ended = await worker.done;
+      assert.equal(ended.code, 0);
+      const logged = ended.stderr.split("\n");
       assert.equal(logged[0], `retask: database: ${where}`);
 
       const status = await runCli(["status"], env);
@@ -128,7 +119,7 @@ Deno.test("with DATABASE_URL", async (t) => {
         new RegExp(`scheduled +1 of 3 .*\\(waits until ${TIME}, last: division by zero\\)$`),
       );
       assert.equal(lines.at(-1), `database: ${where}`);
-      assert.ok(!status.stdout.includes("s3cret") && !(await stderr).includes("s3cret"));
+      assert.ok(!status.stdout.includes("s3cret") && !ended.stderr.includes("s3cret"));
     });
 
     await t.step("status --interval takes 2s", async () => {
