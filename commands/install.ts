@@ -44,6 +44,7 @@ export function installCommand(): Command {
         command,
         (db) => install(db.sql, { schema, compat: options.compat }),
       );
+      for (const warning of result.warnings) console.error(`retask: warning: ${warning}`);
       if (options.json) return printJson(result);
       console.log(describeInstall(result));
     });

@@ -56,6 +56,8 @@ export interface InstallResult {
   functions: string[];
   /** The course layer's objects created, and those skipped because the name is taken. */
   compat: { installed: string[]; skipped: { name: string; reason: string; instead: string }[] };
+  /** What the installer noticed that an administrator should fix, one line each. */
+  warnings: string[];
 }
 
 /** The release whose function files this code installs; a database's newer one is refused. */
@@ -188,6 +190,22 @@ export async function run(tx: Queryable, file: string, text: string): Promise<vo
   }
 }
 
+// retask's own functions name everything with its schema, but programs run
+// under their caller's path: where every role may create objects in public, one
+// can put an operator or function there that a program of a more privileged
+// worker then calls.
+async function warnings(tx: Queryable): Promise<string[]> {
+  const [{ open }] = await tx<{ open: boolean }[]>`
+    SELECT coalesce(has_schema_privilege('public', to_regnamespace('public'), 'CREATE'), false)
+      AS open`;
+  return open
+    ? [
+      "every role may create objects in schema public, where programs look up names; " +
+      "unless that is meant, run: REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    ]
+    : [];
+}
+
 // Creates the schema, or checks that the one there is retask's: an install
 // replaces every function in it, so a schema holding anything else is refused.
 async function claimSchema(tx: Queryable, schema: string): Promise<void> {
@@ -272,6 +290,7 @@ export async function install(sql: Sql, options: InstallOptions = {}): Promise<I
       migrations,
       functions: refresh ? files.functions.map((f) => f.file) : [],
       compat,
+      warnings: await warnings(tx),
     };
   });
 }

@@ -22,6 +22,7 @@ Deno.test("retask install twice exits 0, the second run changing nothing", async
       migrations: [],
       functions: [],
       compat: { installed: [], skipped: [] },
+      warnings: [],
     });
   } finally {
     await db.drop();

@@ -49,6 +49,7 @@ Deno.test("install applies each file once; a second run changes nothing", async 
       migrations: [],
       functions: [],
       compat: { installed: [], skipped: [] },
+      warnings: [],
     });
     assert.deepEqual(await schema(), before, "not even re-created");
     const [{ count }] = await db.sql<{ count: number }[]>`
