@@ -96,8 +96,15 @@ export function workCommand(): Command {
     )
     .option("--drain", "exit 0 once no task is scheduled or running")
     .option(
+      "--remote-host <server>",
+      "a server remote tasks may run on: HOST:PORT (this worker's user, no password) or a " +
+        "postgres:// URL with its own login; repeatable, else $RETASK_REMOTE_HOSTS " +
+        "(comma-separated); a task naming another fails (default: none)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option(
       "--remote-database <name>",
-      "database to use on a task's host:port (default: the main connection's)",
+      "database to use on a --remote-host HOST:PORT (default: the main connection's)",
     )
     .option("--json", "print one JSON object per ended attempt")
     .option("--quiet", "print nothing per attempt")
@@ -108,7 +115,11 @@ export function workCommand(): Command {
         "where the outcome is finished, retry, error (no attempts left) or lost.\n",
     )
     .action(async (flags: Flags, command: Command) => {
-      const settings = parseWorkFlags(flags);
+      const fromEnv = (Deno.env.get("RETASK_REMOTE_HOSTS") ?? "").split(",").map((s) => s.trim());
+      const settings = parseWorkFlags({
+        ...flags,
+        remoteHost: flags.remoteHost ?? fromEnv.filter((s) => s !== ""),
+      });
       const stdout = new LineWriter(Deno.stdout);
       const stderr = new LineWriter(Deno.stderr);
       const onOutcome = flags.quiet

@@ -34,7 +34,7 @@ import { errorMessage, RetaskError } from "../errors.ts";
 import { Lane } from "./lane.ts";
 import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
-import { RemotePools } from "./remote.ts";
+import { allowedServers, RemotePools } from "./remote.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./settings.ts";
 
@@ -105,6 +105,7 @@ export async function runWorker(
   const worker = workerId ?? makeWorkerId();
   const applicationName = `retask worker ${worker}`;
   const target = await connectionTarget(database);
+  const allowed = await allowedServers(target, settings.remoteHosts, settings.remoteDatabase);
   const summary: WorkerSummary = {
     worker,
     finished: 0,
@@ -136,9 +137,9 @@ export async function runWorker(
     openPool(target, { max: 1, applicationName, settings: { synchronous_commit: "off" } });
   let home = openHome();
   const listener = new Listener(target, applicationName, () => wake.ring());
-  const remote = new RemotePools(target, {
+  const remote = new RemotePools({
     schema,
-    database: settings.remoteDatabase,
+    allowed,
     taskTimeoutMs: settings.taskTimeoutMs,
     maxResultBytes: settings.maxResultBytes,
     poolSize: Math.min(settings.concurrency, 4),

@@ -8,6 +8,7 @@
  */
 import {
   type ConnectionTarget,
+  connectionTarget,
   isConnectionError,
   openPool,
   retarget,
@@ -34,8 +35,6 @@ import {
 export interface RemoteOptions {
   /** retask's schema, on the remote servers as here. */
   schema: string;
-  /** Database name on remote servers (default: the main connection's). */
-  database?: string;
   /** Per-task statement timeout in ms, 0 for none. */
   taskTimeoutMs: number;
   /** A result longer than this is cut, with a note that it was. */
@@ -43,19 +42,50 @@ export interface RemoteOptions {
   /** Connections per remote server. */
   poolSize: number;
   applicationName: string;
+  /** The servers tasks may name, by `host:port` (see {@link remoteKey}), and how to log in. */
+  allowed: Map<string, ConnectionTarget>;
+}
+
+/**
+ * The servers a worker may run remote tasks on, from `--remote-host` specs: a
+ * `postgres://` URL logs in as it says; `HOST:PORT` as the worker's own user,
+ * on `database` (default the worker's), with no password: the main
+ * connection's is never sent to another server.
+ */
+export async function allowedServers(
+  main: ConnectionTarget,
+  specs: readonly string[],
+  database?: string,
+): Promise<Map<string, ConnectionTarget>> {
+  const allowed = new Map<string, ConnectionTarget>();
+  for (const spec of specs) {
+    if (/^postgres(ql)?:\/\//.test(spec)) {
+      const target = await connectionTarget(spec);
+      allowed.set(remoteKey(target.host[0], target.port[0]), target);
+    } else {
+      const split = spec.lastIndexOf(":");
+      const host = spec.slice(0, split).replace(/^\[(.*)\]$/, "$1");
+      const port = Number(spec.slice(split + 1));
+      allowed.set(remoteKey(host, port), { ...retarget(main, host, port, database), pass: null });
+    }
+  }
+  return allowed;
+}
+
+/** How a task's host and port are matched against the servers a worker allows. */
+export function remoteKey(host: string, port: string | number): string {
+  return `${host.toLowerCase()}:${Number(port)}`;
 }
 
 // PostgreSQL errors that mean the login itself failed: wrong database, role or password.
 const LOGIN_SQLSTATES = /^(3D000|28000|28P01)$/;
 
-/** One lazily opened pool per remote host:port, closed together. */
+/** One lazily opened pool per allowed remote host:port, closed together. */
 export class RemotePools {
-  readonly #target: ConnectionTarget;
   readonly #options: RemoteOptions;
   readonly #pools = new Map<string, Sql>();
 
-  constructor(target: ConnectionTarget, options: RemoteOptions) {
-    this.#target = target;
+  constructor(options: RemoteOptions) {
     this.#options = options;
   }
 
@@ -74,8 +104,21 @@ export class RemotePools {
     const port = task.port!;
     // a row written past enqueue's checks fails alone, and reaches no server
     if (task.problem !== null) return failed(task, task.problem, null, null, took());
+    // only a server the worker was told of, with its own login for it: a queue
+    // cannot send the worker's connections (and password) where it likes
+    const target = this.#options.allowed.get(remoteKey(host, port));
+    if (!target) {
+      return failed(
+        task,
+        `${host}:${port} is not a server this worker may reach; ` +
+          `allow it with retask work --remote-host ${host}:${port}`,
+        null,
+        null,
+        took(),
+      );
+    }
     try {
-      const pool = this.#pool(host, port);
+      const pool = this.#pool(remoteKey(host, port), target);
       // one run of a task at a time on the remote server too: a retry after this
       // worker's kill -9 waits until the dead worker's backend has stopped
       const query = pool<{ result: string }[]>`
@@ -102,8 +145,7 @@ export class RemotePools {
     }
   }
 
-  #pool(host: string, port: string): Sql {
-    const key = `${host}:${port}`;
+  #pool(key: string, target: ConnectionTarget): Sql {
     let pool = this.#pools.get(key);
     if (!pool) {
       // as on the lanes: if this worker dies (kill -9), the remote backend stops
@@ -112,7 +154,7 @@ export class RemotePools {
       if (this.#options.taskTimeoutMs > 0) {
         settings.statement_timeout = String(this.#options.taskTimeoutMs);
       }
-      pool = openPool(retarget(this.#target, host, Number(port), this.#options.database), {
+      pool = openPool(target, {
         max: this.#options.poolSize,
         applicationName: this.#options.applicationName,
         settings,

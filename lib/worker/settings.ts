@@ -30,6 +30,13 @@ export interface WorkerSettings {
   drain: boolean;
   /** Database name on remote servers; default: the main connection's. */
   remoteDatabase?: string;
+  /**
+   * The servers remote tasks may run on: `HOST:PORT` (the worker's user, no
+   * password: a trust or passfile login), or a `postgres://` URL with that
+   * server's own credentials. A task naming any other fails without a
+   * connection attempt. None by default.
+   */
+  remoteHosts: string[];
 }
 
 /** The defaults, as `retask work --help` shows them. */
@@ -43,6 +50,7 @@ export const WORKER_DEFAULTS: Readonly<WorkerSettings> = {
   shutdownTimeoutMs: 10_000,
   maxResultBytes: 1_048_576,
   drain: false,
+  remoteHosts: [],
 };
 
 // setTimeout's ceiling: about 24.8 days
@@ -107,6 +115,8 @@ export interface WorkFlags {
   maxResultBytes?: string;
   drain?: boolean;
   remoteDatabase?: string;
+  /** Repeatable. */
+  remoteHost?: string[];
 }
 
 const FLAG_KEYS: Record<Numeric, keyof WorkFlags> = {
@@ -138,7 +148,24 @@ export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
     }
     settings.remoteDatabase = flags.remoteDatabase;
   }
+  settings.remoteHosts = (flags.remoteHost ?? []).map(checkRemoteHost);
   return settings;
+}
+
+/**
+ * A remote host as `work --remote-host` takes it: `HOST:PORT`, or a
+ * `postgres://` URL (checked, without showing it, when the worker connects).
+ */
+export function checkRemoteHost(spec: string): string {
+  if (/^postgres(ql)?:\/\//.test(spec)) return spec;
+  const match = /^([^\s:/@]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})$/.exec(spec);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+    throw new RetaskError(
+      "usage",
+      `--remote-host must be HOST:PORT (a port from 1 to 65535) or a postgres:// URL, got "${spec}"`,
+    );
+  }
+  return spec;
 }
 
 /** Fills in the defaults for settings a library caller left out, and checks them. */

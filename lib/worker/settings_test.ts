@@ -38,6 +38,7 @@ Deno.test("work flags: defaults, units, and what is refused", () => {
     maxResultBytes: 65_536,
     drain: true,
     remoteDatabase: "replica",
+    remoteHosts: [],
   });
   usageError(() => parseWorkFlags({ concurrency: "-1" }), /--concurrency must be .* got "-1"/);
   usageError(() => parseWorkFlags({ concurrency: "0" }), /from 1 to 1000/);
@@ -52,6 +53,13 @@ Deno.test("work flags: defaults, units, and what is refused", () => {
     () => parseWorkFlags({ maxResultBytes: "10" }),
     /--max-result-bytes must be .* from 1024/,
   );
+  assert.deepEqual(
+    parseWorkFlags({ remoteHost: ["db2:5432", "[::1]:5433", "postgres://u:p@db3/x"] }).remoteHosts,
+    ["db2:5432", "[::1]:5433", "postgres://u:p@db3/x"],
+  );
+  for (const bad of ["db2", "db2:0", "db2:70000", "db2:x", "u@db2:5432", "db 2:5432"]) {
+    usageError(() => parseWorkFlags({ remoteHost: [bad] }), /--remote-host must be HOST:PORT/);
+  }
   assert.equal(parseDuration("--x", "1h"), 3_600_000);
   usageError(() => parseDuration("--x", "30d"), /--x/);
   usageError(() => parseDuration("--x", "99999999999"), /--x/);

@@ -55,6 +55,10 @@ Deno.test("remote tasks run on their host and are recorded here", async () => {
       "--drain",
       "--poll-interval",
       "100",
+      "--remote-host",
+      `${there.host}:${there.port}`,
+      "--remote-host",
+      "127.0.0.1:1",
       "--remote-database",
       replica.name,
     ]);
@@ -119,6 +123,8 @@ Deno.test("kill -9 during a remote task: retried once the dead worker's run has 
       "100",
       "--rescue-interval",
       "200",
+      "--remote-host",
+      `${host}:${port || "5432"}`,
       "--remote-database",
       replica.name,
     ];
