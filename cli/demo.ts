@@ -13,7 +13,7 @@ import { runWorker } from "../lib/worker/loop.ts";
 import { chiSquareTest, DEMO_ATTEMPTS, expectedShares } from "./demo_stats.ts";
 
 /** The program name the demo registers `retask.lucky` under. */
-export const DEMO_PROGRAM = "lucky";
+const DEMO_PROGRAM = "lucky";
 
 /** What {@link runDemo} runs. */
 export interface DemoOptions {

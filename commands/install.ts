@@ -8,7 +8,7 @@ import { install, type InstallResult } from "../lib/db/schema.ts";
 import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
 
 /** What install did, in at most three lines. */
-export function describeInstall(result: InstallResult): string {
+function describeInstall(result: InstallResult): string {
   const lines: string[] = [];
   const changed = [...result.migrations, ...result.functions];
   lines.push(

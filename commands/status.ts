@@ -66,7 +66,7 @@ const oneLine = (text: string) => escapeControl(text);
 const lines = (text: string) => escapeControl(text, { keepNewlines: true }).split("\n");
 
 /** The task table and the counts line, as `retask status` prints them. */
-export function renderTaskList(list: TaskList, paint: Palette = palette()): string {
+function renderTaskList(list: TaskList, paint: Palette = palette()): string {
   // on a terminal the result column is cut to fit; piped, lines stay whole for grep
   const maxWidth = Deno.stdout.isTerminal() ? Math.max(Deno.consoleSize().columns, 60) : undefined;
   const rows = list.tasks.map((t) => {

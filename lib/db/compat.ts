@@ -8,7 +8,7 @@ import type { Queryable } from "./connect.ts";
 import { COMPAT_FILE, type InstallResult, run, type SqlFile } from "./schema.ts";
 
 /** The comment that marks an object as this layer's. */
-export const COMPAT_MARK = "retask compatibility layer";
+const COMPAT_MARK = "retask compatibility layer";
 
 /** One object of the course layer: its section of compat.sql. */
 interface CompatSection {

@@ -61,7 +61,7 @@ export interface InstallResult {
 }
 
 /** The release whose function files this code installs; a database's newer one is refused. */
-export const RELEASE: string = denoJson.version;
+const RELEASE: string = denoJson.version;
 
 /**
  * Checks a schema name; retask's names are spliced into SQL, so only plain

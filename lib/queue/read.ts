@@ -90,7 +90,7 @@ export interface TaskList {
 }
 
 /** The longest summary {@link listTasks} gives; longer lines end in "…". */
-export const SUMMARY_CHARS = 300;
+const SUMMARY_CHARS = 300;
 
 // A task row's columns before and after its result, and the FROM clause, both queries share.
 function taskColumns(sql: Queryable, result: postgres.Fragment, schema: string) {

@@ -73,7 +73,7 @@ export async function allowedServers(
 }
 
 /** How a task's host and port are matched against the servers a worker allows. */
-export function remoteKey(host: string, port: string | number): string {
+function remoteKey(host: string, port: string | number): string {
   return `${host.toLowerCase()}:${Number(port)}`;
 }
 

@@ -156,7 +156,7 @@ export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
  * A remote host as `work --remote-host` takes it: `HOST:PORT`, or a
  * `postgres://` URL (checked, without showing it, when the worker connects).
  */
-export function checkRemoteHost(spec: string): string {
+function checkRemoteHost(spec: string): string {
   if (/^postgres(ql)?:\/\//.test(spec)) return spec;
   const match = /^([^\s:/@]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})$/.exec(spec);
   if (!match || Number(match[2]) < 1 || Number(match[2]) > 65535) {
