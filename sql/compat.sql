@@ -9,7 +9,9 @@
 -- application's own object of that name alone, and says which it skipped;
 -- `install --no-compat` leaves the whole layer out. Functions here are
 -- re-created on every refresh: what a course-era database granted on its
--- objects (saved in retask.saved_acl) is granted again at the end.
+-- objects (saved in retask.saved_acl) is granted again at the end. Each object
+-- is granted to the group whose work it does (sql/privileges.sql), never to
+-- PUBLIC.
 
 -- compat: public.programs
 CREATE OR REPLACE VIEW public.programs AS
@@ -17,6 +19,8 @@ CREATE OR REPLACE VIEW public.programs AS
            p.retry_delay_max
     FROM retask.programs p;
 COMMENT ON VIEW public.programs IS 'retask compatibility layer: retask.programs';
+REVOKE ALL ON public.programs FROM PUBLIC;
+GRANT SELECT ON public.programs TO retask_read;
 
 -- compat: public.tasks
 -- The course's columns in its order, then retask's that a person reads.
@@ -25,6 +29,8 @@ CREATE OR REPLACE VIEW public.tasks AS
            t.host, t.port, t.attempt_count, t.max_attempts, t.run_after
     FROM retask.tasks t;
 COMMENT ON VIEW public.tasks IS 'retask compatibility layer: retask.tasks';
+REVOKE ALL ON public.tasks FROM PUBLIC;
+GRANT SELECT ON public.tasks TO retask_read;
 
 -- compat: public.register_program
 -- `path`: the caller's search_path, where the function name is looked up.
@@ -35,6 +41,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     SELECT u.program_id FROM retask.upsert_program(name, func, path => path) u
 $$;
 COMMENT ON FUNCTION public.register_program(text, text, text) IS 'retask compatibility layer: retask.upsert_program';
+REVOKE ALL ON FUNCTION public.register_program(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.register_program(text, text, text) TO retask_register;
 
 -- compat: public.take_task needs public.tasks
 -- The course's single take: local tasks only, since the in-database worker
@@ -46,6 +54,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     FROM retask.take_tasks(1, 'process_tasks', NULL, false) t
 $$;
 COMMENT ON FUNCTION public.take_task() IS 'retask compatibility layer: retask.take_tasks';
+REVOKE ALL ON FUNCTION public.take_task() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.take_task() TO retask_worker;
 
 -- compat: public.complete_task needs public.tasks
 -- The course's completion, 'finished' or 'error', for the attempt the task row
@@ -71,6 +81,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION public.complete_task(public.tasks, text, text) IS 'retask compatibility layer: retask.record_attempts';
+REVOKE ALL ON FUNCTION public.complete_task(public.tasks, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.complete_task(public.tasks, text, text) TO retask_worker;
 
 -- compat: public.process_tasks
 CREATE PROCEDURE public.process_tasks(idle interval DEFAULT '1 second')
@@ -80,6 +92,8 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE public.process_tasks(interval) IS 'retask compatibility layer: retask.process_tasks';
+REVOKE ALL ON PROCEDURE public.process_tasks(interval) FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE public.process_tasks(interval) TO retask_worker;
 
 -- compat: empapi.run needs public.tasks
 -- Runs with its caller's rights, as the course's did, and under the caller's
@@ -89,6 +103,8 @@ LANGUAGE sql VOLATILE AS $$
     SELECT retask.run_program(task.program_id, task.params)
 $$;
 COMMENT ON FUNCTION empapi.run(public.tasks) IS 'retask compatibility layer: retask.run_program';
+REVOKE ALL ON FUNCTION empapi.run(public.tasks) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION empapi.run(public.tasks) TO retask_worker;
 
 -- compat: empapi.run_program
 CREATE FUNCTION empapi.run_program(program_id bigint, params jsonb,
@@ -98,6 +114,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     SELECT retask.enqueue_task(program_id, params, host, port)
 $$;
 COMMENT ON FUNCTION empapi.run_program(bigint, jsonb, text, text) IS 'retask compatibility layer: retask.enqueue_task';
+REVOKE ALL ON FUNCTION empapi.run_program(bigint, jsonb, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION empapi.run_program(bigint, jsonb, text, text) TO retask_enqueue;
 
 -- compat: empapi.get_programs
 CREATE FUNCTION empapi.get_programs()
@@ -109,6 +127,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     FROM retask.programs p ORDER BY p.program_id
 $$;
 COMMENT ON FUNCTION empapi.get_programs() IS 'retask compatibility layer: retask.programs';
+REVOKE ALL ON FUNCTION empapi.get_programs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION empapi.get_programs() TO retask_read;
 
 -- compat: empapi.get_tasks
 -- The course application's columns first, in its order; retask's after them.
@@ -124,6 +144,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY t.task_id
 $$;
 COMMENT ON FUNCTION empapi.get_tasks() IS 'retask compatibility layer: retask.tasks';
+REVOKE ALL ON FUNCTION empapi.get_tasks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION empapi.get_tasks() TO retask_read;
 
 -- compat: empapi.task_results
 CREATE FUNCTION empapi.task_results(task_id bigint) RETURNS text
@@ -132,6 +154,8 @@ SET search_path = pg_catalog, pg_temp AS $$
     SELECT t.result FROM retask.tasks t WHERE t.task_id = task_results.task_id
 $$;
 COMMENT ON FUNCTION empapi.task_results(bigint) IS 'retask compatibility layer: retask.tasks';
+REVOKE ALL ON FUNCTION empapi.task_results(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION empapi.task_results(bigint) TO retask_read;
 
 -- compat: empapi.task_attempts
 -- Every ended attempt of a task, first to last: what a person checks to see
@@ -146,3 +170,5 @@ SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY a.attempt
 $$;
 COMMENT ON FUNCTION empapi.task_attempts(bigint) IS 'retask compatibility layer: retask.task_attempts';
+REVOKE ALL ON FUNCTION empapi.task_attempts(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION empapi.task_attempts(bigint) TO retask_read;

@@ -150,6 +150,32 @@ BEGIN
 END
 $$;
 
+-- Every program row, however it is written (upsert_program, the course's
+-- register_program, an INSERT of a role granted one): the function exists, is
+-- a program's, is not temporary, and the writing role may EXECUTE it, since a
+-- worker will run it for whoever may enqueue. Stored schema-qualified. No
+-- pinned path: an unqualified name resolves as its writer wrote it; every name
+-- here is qualified instead.
+CREATE FUNCTION retask.check_program() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    fn pg_catalog.regprocedure := retask.program_function(NEW.func);
+BEGIN
+    SELECT pg_catalog.format('%I.%I', n.nspname, p.proname) INTO NEW.func
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+    WHERE p.oid OPERATOR(pg_catalog.=) fn;
+    IF NOT pg_catalog.has_function_privilege(fn, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %(jsonb)', NEW.func
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A role registers only functions it may execute itself.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER programs_check BEFORE INSERT OR UPDATE OF func ON retask.programs
+    FOR EACH ROW EXECUTE FUNCTION retask.check_program();
+
 -- What is wrong with where a task says it runs, or NULL: on this server (both
 -- NULL) or on host:port. Enqueueing refuses such a task; a worker fails a row
 -- written some other way with this message, without connecting anywhere.
@@ -181,13 +207,15 @@ END
 $$;
 
 -- Queues one task per element of `params`, in order. NULLs in the optional
--- arguments take the program's policy.
+-- arguments take the program's policy. Runs as its owner, so that a role
+-- granted retask_enqueue needs no write on the tasks table: what it may queue
+-- is exactly what this function checks (no program runs here).
 CREATE FUNCTION retask.enqueue_tasks(
     program_id bigint, params jsonb[],
     host text DEFAULT NULL, port text DEFAULT NULL,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
     retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
-RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE
+RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
@@ -233,7 +261,7 @@ CREATE FUNCTION retask.enqueue_task(
     host text DEFAULT NULL, port text DEFAULT NULL,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
     retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
-RETURNS bigint LANGUAGE sql VOLATILE
+RETURNS bigint LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
     SELECT retask.enqueue_tasks(program_id, ARRAY[params], host, port,
                                 max_attempts, retry_delay, retry_backoff, run_after)

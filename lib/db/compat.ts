@@ -90,5 +90,9 @@ export async function installCompat(
     await run(tx, `${COMPAT_FILE} (${section.name})`, section.text);
     installed.push(section.name);
   }
+  // every group is a member of <schema>_read: each may reach what it is granted there
+  if (installed.some((name) => name.startsWith("empapi."))) {
+    await tx`GRANT USAGE ON SCHEMA empapi TO ${tx(`${schema}_read`)}`;
+  }
   return { installed, skipped };
 }

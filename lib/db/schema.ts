@@ -28,7 +28,14 @@ export const FUNCTION_FILES: readonly string[] = [
   "state_machine.sql",
   "render.sql",
   "run.sql",
+  "privileges.sql",
 ];
+
+/**
+ * The group roles install creates (sql/privileges.sql), as `<schema>_<group>`:
+ * `retask_read`, `retask_enqueue`, `retask_register`, `retask_worker`.
+ */
+export const GROUPS = ["read", "enqueue", "register", "worker"] as const;
 
 /** The course application's names over retask's schema (see the file's header). */
 export const COMPAT_FILE = "compat.sql";
@@ -68,10 +75,11 @@ const RELEASE: string = denoJson.version;
  * identifiers, and none of PostgreSQL's own schemas or the course layer's.
  */
 export function checkSchemaName(schema: string): string {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+  // its group roles are <schema>_register and the like: 63 characters at most
+  if (!/^[a-z_][a-z0-9_]{0,53}$/.test(schema)) {
     throw new RetaskError(
       "usage",
-      `schema must be a lowercase identifier (letters, digits, _), got "${schema}"`,
+      `schema must be a lowercase identifier (letters, digits, _) of at most 54 characters, got "${schema}"`,
     );
   }
   if (/^(public|empapi|information_schema|pg_.*)$/.test(schema)) {
@@ -101,7 +109,8 @@ async function sha256(text: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-// The files name retask's objects `retask.x`; another schema replaces that prefix.
+// The files name retask's objects `retask.x` and its group roles `retask_<group>`;
+// another schema replaces that prefix.
 async function readSql(path: string, schema: string): Promise<SqlFile> {
   const url = new URL(`../../sql/${path}`, import.meta.url);
   // read from disk (also inside a `deno compile`d binary), or over the network
@@ -114,7 +123,8 @@ async function readSql(path: string, schema: string): Promise<SqlFile> {
   return {
     file: path.replace(/^migrations\//, ""),
     text: schema === DEFAULT_SCHEMA ? text : text.replace(/\bretask\./g, `${schema}.`)
-      .replace(/\b(SCHEMA(?: IF NOT EXISTS)?) retask\b/g, `$1 ${schema}`),
+      .replace(/\b(SCHEMA(?: IF NOT EXISTS)?) retask\b/g, `$1 ${schema}`)
+      .replace(new RegExp(`\\bretask_(${GROUPS.join("|")})\\b`, "g"), `${schema}_$1`),
     checksum: await sha256(text),
   };
 }

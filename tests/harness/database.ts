@@ -17,10 +17,19 @@ export async function serverUrl(flag?: string): Promise<string> {
   return flag || Deno.env.get("DATABASE_URL") || (await startEmbedded()).url;
 }
 
+/**
+ * The login role workers of a fresh database connect as: not a superuser, a
+ * member of the `retask_worker` group only (SECURITY.md), and granted what
+ * the tests' own tables need (any table or sequence created in `public`).
+ */
+export const WORKER_ROLE = "retask_test_worker";
+
 /** A database of one test file's or one measurement's own. */
 export interface FreshDatabase {
   name: string;
   url: string;
+  /** `url` as {@link WORKER_ROLE}: what `retask work` runs as in tests. */
+  workerUrl: string;
   sql: Sql;
   /** Closes `sql` and drops the database, ending any backend still in it. */
   drop(): Promise<void>;
@@ -44,6 +53,34 @@ export interface FreshDatabaseOptions {
 
 // Databases created and not yet dropped, so an interrupted run can drop them.
 const live = new Map<string, string>();
+
+// A fresh database's URL → the same database as WORKER_ROLE.
+const workerUrls = new Map<string, string>();
+
+/**
+ * The URL a worker of `url`'s database connects with: as {@link WORKER_ROLE}
+ * for a fresh database, else `url` itself (say, an embedded server's).
+ */
+export function workerUrlOf(url: string): string {
+  return workerUrls.get(url) ?? url;
+}
+
+// Roles are cluster-wide, and test runs may share a server: each may create them.
+const WORKER_ROLE_SQL = `
+  DO $$
+  DECLARE
+      role_ text;
+  BEGIN
+      FOREACH role_ IN ARRAY ARRAY['retask_worker', '${WORKER_ROLE}'] LOOP
+          CONTINUE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = role_);
+          BEGIN
+              EXECUTE format('CREATE ROLE %I %s', role_,
+                             CASE WHEN role_ = 'retask_worker' THEN 'NOLOGIN' ELSE 'LOGIN' END);
+          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+          END;
+      END LOOP;
+  END $$;
+  GRANT retask_worker TO ${WORKER_ROLE};`;
 
 async function adminStatement(server: string, statement: string): Promise<void> {
   const admin = client(server, { max: 1 });
@@ -75,19 +112,28 @@ export async function freshDatabase(
   live.set(name, server);
   const url = new URL(server);
   url.pathname = `/${name}`;
+  const worker = new URL(url);
+  worker.username = WORKER_ROLE;
+  worker.password = "";
+  workerUrls.set(url.toString(), worker.toString());
   const sql = client(url.toString(), {
     max: options.max ?? 8,
     applicationName: options.applicationName,
   });
+  await sql.unsafe(`${WORKER_ROLE_SQL}
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO ${WORKER_ROLE};
+    ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO ${WORKER_ROLE};`);
   if (options.install) await install(sql);
   return {
     name,
     url: url.toString(),
+    workerUrl: worker.toString(),
     sql,
     admin: (statement) => adminStatement(server, statement),
     async drop() {
       await sql.end({ timeout: 5 });
       await dropDatabase(server, name);
+      workerUrls.delete(url.toString());
     },
   };
 }

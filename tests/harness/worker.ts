@@ -4,6 +4,7 @@
  * @module
  */
 import { type CliExit, type CliProcess, spawnCli } from "./cli.ts";
+import { workerUrlOf } from "./database.ts";
 
 /** How a `retask work` process ended, and what it printed. */
 export type WorkerExit = CliExit;
@@ -14,12 +15,13 @@ export type WorkerProcess = CliProcess;
 const running = new Set<WorkerProcess>();
 
 /**
- * Starts `retask work <args>` against `url`. A worker still running after
- * `maxMs` is killed (its exit code is then 137), so whatever waits for one
- * fails instead of hanging.
+ * Starts `retask work <args>` against `url`, as a user would run it: for a
+ * fresh database, as its non-superuser worker role ({@link workerUrlOf}). A
+ * worker still running after `maxMs` is killed (its exit code is then 137),
+ * so whatever waits for one fails instead of hanging.
  */
 export function spawnWorker(url: string, args: string[], maxMs = 120_000): WorkerProcess {
-  const worker = spawnCli(["work", ...args], url, maxMs);
+  const worker = spawnCli(["work", ...args], workerUrlOf(url), maxMs);
   running.add(worker);
   worker.done.then(() => running.delete(worker), () => running.delete(worker));
   return worker;

@@ -2,7 +2,7 @@
 // install says when every role may create there. (Issue "Safe to deploy", item 3.)
 import assert from "node:assert/strict";
 import { enqueue, registerProgram } from "../../lib/mod.ts";
-import { freshDatabase, runCli, runWork, TEST_FUNCTIONS } from "../harness/mod.ts";
+import { freshDatabase, runCli, TEST_FUNCTIONS } from "../harness/mod.ts";
 
 Deno.test("an operator planted in public does not run in a superuser worker's bookkeeping", async () => {
   const db = await freshDatabase("security_path", { install: true });
@@ -31,8 +31,9 @@ Deno.test("an operator planted in public does not run in a superuser worker's bo
       RESET ROLE;`);
     await enqueue(sql, { program: ok, params: Array(20).fill({}) });
     await enqueue(sql, { program: fail, params: Array(5).fill({}) });
-    // the worker connects as the superuser the harness uses
-    const run = await runWork(db.url, ["--drain", "--poll-interval", "50"]);
+    // the worst case: a worker connected as a superuser (not the harness's
+    // worker role)
+    const run = await runCli(["work", "--drain", "--poll-interval", "50"], db.url);
     assert.equal(run.code, 0, run.stderr);
     const [row] = await sql<{ calls: number; finished: number; failed: number }[]>`
       SELECT (SELECT count(*) FROM public.evil_calls)::int AS calls,

@@ -160,10 +160,20 @@ Deno.test("empapi.run renders the seed's text table", async (t) => {
     });
 
     await t.step("a program's function is resolved, never spliced", async () => {
-      // tampering with programs.func directly does not turn it into SQL text
+      // tampering with programs.func directly is refused, and where triggers
+      // are off (a superuser's replica session) does not turn it into SQL text
       const { programId } = await registerProgram(sql, "victim", "greeting");
-      await sql`UPDATE programs SET func = 'greeting(NULL); DROP TABLE tasks; --'
-                WHERE program_id = ${programId}`;
+      const tamper = (tx: typeof sql) =>
+        tx`UPDATE programs SET func = 'greeting(NULL); DROP TABLE tasks; --'
+           WHERE program_id = ${programId}`;
+      await assert.rejects(
+        tamper(sql),
+        /function greeting\(NULL\); DROP TABLE tasks; --\(jsonb\) does not exist/,
+      );
+      await sql.begin(async (tx) => {
+        await tx`SET LOCAL session_replication_role = replica`;
+        await tamper(tx as unknown as typeof sql);
+      });
       const [id] = await enqueue(sql, { program: programId });
       await assert.rejects(
         sql`SELECT empapi.run(t) FROM tasks t WHERE task_id = ${id}`,

@@ -44,9 +44,10 @@ Deno.test("retask's functions live in its schema and pin a search_path", async (
     const unpinned = rows.filter((r) =>
       !(r.config ?? []).some((c) => /^search_path=pg_catalog, pg_temp$/.test(c))
     );
-    // the two that cannot pin one qualify every name instead: a procedure that
-    // commits, and the lookup whose job is the caller's path
+    // those that cannot pin one qualify every name instead: a procedure that
+    // commits, and the lookups whose job is the caller's path
     assert.deepEqual(unpinned.map((r) => r.fn), [
+      "retask.check_program()",
       "retask.lookup_function(text)",
       "retask.process_tasks(interval)",
     ]);

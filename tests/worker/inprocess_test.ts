@@ -31,7 +31,7 @@ Deno.test("worker in-process", async (t) => {
         const params = Array.from({ length: 30 }, (_, i) => ({ note: `n${i}`, fail: i % 3 === 0 }));
         const ids = await enqueue(sql, { program: note, params, maxAttempts: 1 });
         const events: TaskOutcome[] = [];
-        const summary = await runWorker(db.url, {
+        const summary = await runWorker(db.workerUrl, {
           ...fast,
           concurrency: 1,
           batchSize: 50,
@@ -81,7 +81,7 @@ Deno.test("worker in-process", async (t) => {
       const [bad] = await enqueue(sql, { program: programId, maxAttempts: 1 });
       await enqueue(sql, { program: programs.sleepy, params: Array(9).fill({ sleep: 0 }) });
       const warnings: string[] = [];
-      await runWorker(db.url, {
+      await runWorker(db.workerUrl, {
         ...fast,
         concurrency: 1,
         drain: true,
@@ -115,7 +115,7 @@ Deno.test("worker in-process", async (t) => {
         maxAttempts: 1,
       });
       const [ok] = await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0 }] });
-      await runWorker(db.url, { ...fast, concurrency: 1, taskTimeoutMs: 200, drain: true });
+      await runWorker(db.workerUrl, { ...fast, concurrency: 1, taskTimeoutMs: 200, drain: true });
       const rows = await sql<{ task_id: number; status: string; result: string }[]>`
         SELECT task_id, status, result FROM tasks ORDER BY task_id`;
       assert.equal(rows[0].task_id, id);
@@ -140,7 +140,7 @@ Deno.test("worker in-process", async (t) => {
         params: [{ sleep: 30 }, { sleep: 30 }],
         maxAttempts: 1,
       });
-      await runWorker(db.url, { ...fast, concurrency: 1, taskTimeoutMs: 400, drain: true });
+      await runWorker(db.workerUrl, { ...fast, concurrency: 1, taskTimeoutMs: 400, drain: true });
       const rows = await sql<{ task_id: number; status: string; result: string }[]>`
         SELECT task_id, status, result FROM tasks ORDER BY task_id`;
       const status = new Map(rows.map((r) => [r.task_id, r]));
@@ -160,7 +160,7 @@ Deno.test("worker in-process", async (t) => {
       await enqueue(sql, { program: programs.sleepy, params: Array(600).fill({ sleep: 0 }) });
       const warnings: string[] = [];
       // 1 ms: most statements are cut, some outside any program (while locking or recording)
-      const summary = await runWorker(db.url, {
+      const summary = await runWorker(db.workerUrl, {
         ...fast,
         concurrency: 1,
         taskTimeoutMs: 1,
@@ -189,7 +189,7 @@ Deno.test("worker in-process", async (t) => {
         const database = new URL(db.url).pathname.slice(1);
         await sql.unsafe(`ALTER DATABASE "${database}" SET statement_timeout = '1s'`);
         try {
-          const summary = await runWorker(db.url, {
+          const summary = await runWorker(db.workerUrl, {
             ...fast,
             concurrency: 1,
             taskTimeoutMs: 0,
@@ -212,7 +212,7 @@ Deno.test("worker in-process", async (t) => {
       });
       let settled = false;
       const events: TaskOutcome[] = [];
-      const worker = runWorker(db.url, {
+      const worker = runWorker(db.workerUrl, {
         ...fast,
         drain: true,
         onOutcome: (e) => events.push(e),
@@ -235,7 +235,7 @@ Deno.test("worker in-process", async (t) => {
       const gone = client(db.url, { max: 1 });
       await takeTasks(gone, 1, "gone", "1 hour");
       await gone.end();
-      await runWorker(db.url, { ...fast, drain: true });
+      await runWorker(db.workerUrl, { ...fast, drain: true });
       const history = await sql<{ outcome: string }[]>`
         SELECT outcome FROM retask.task_attempts WHERE task_id = ${id} ORDER BY attempt`;
       assert.deepEqual(history.map((h) => h.outcome), ["lost", "finished"]);
@@ -245,7 +245,7 @@ Deno.test("worker in-process", async (t) => {
       await reset();
       const [id] = await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 0.5 }] });
       const controller = new AbortController();
-      const worker = runWorker(db.url, { ...fast, signal: controller.signal });
+      const worker = runWorker(db.workerUrl, { ...fast, signal: controller.signal });
       await waitFor(
         async () => (await sql`SELECT 1 FROM tasks WHERE status = 'running'`).length,
         "the task to start",

@@ -1,0 +1,70 @@
+-- retask: who may do what (SECURITY.md). Four group roles, NOLOGIN; an
+-- administrator grants them to login roles:
+--
+--   retask_read      sees programs, tasks and their history (`retask status`)
+--   retask_enqueue   queues tasks of registered programs (`retask enqueue`)
+--   retask_register  registers programs: only functions it may EXECUTE itself
+--   retask_worker    takes, runs and records tasks (`retask work`)
+--
+-- The last three are members of retask_read. Nothing of retask is granted to
+-- PUBLIC. A program runs with the worker's rights (or its function owner's,
+-- if the function is SECURITY DEFINER); nothing that runs one is SECURITY
+-- DEFINER. Applied after the functions on every refresh (dropping a routine
+-- drops its grants); roles are cluster-wide and created once.
+
+DO $$
+DECLARE
+    group_ text;
+BEGIN
+    FOREACH group_ IN ARRAY ARRAY['retask_read', 'retask_enqueue', 'retask_register', 'retask_worker'] LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = group_);
+        BEGIN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', group_);
+        EXCEPTION
+            -- another database's install created it meanwhile
+            WHEN duplicate_object OR unique_violation THEN NULL;
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'the group role % does not exist, and this role may not create it', group_
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = 'Install as a role with CREATEROLE, or have one run: CREATE ROLE '
+                                 || group_ || ' NOLOGIN (and likewise for the other groups in SECURITY.md).';
+        END;
+    END LOOP;
+END $$;
+
+GRANT retask_read TO retask_enqueue, retask_register, retask_worker;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA retask FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA retask FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA retask FROM PUBLIC;
+GRANT USAGE ON SCHEMA retask TO retask_read;
+
+-- reading: the tables, and the one line `status` shows of a result
+GRANT SELECT ON retask.programs, retask.tasks, retask.task_attempts, retask.migrations TO retask_read;
+GRANT EXECUTE ON FUNCTION retask.result_summary(text, integer), retask.tasks_pending(),
+    retask.check_retry_policy(integer, text, interval, interval),
+    retask.host_port_problem(text, text), retask.check_host_port(text, text)
+    TO retask_read;
+
+-- enqueueing: through enqueue_tasks alone, which checks every task and runs
+-- as its owner (SECURITY DEFINER: no program runs in it); no write on tasks
+GRANT EXECUTE ON FUNCTION
+    retask.enqueue_tasks(bigint, jsonb[], text, text, integer, interval, text, timestamptz),
+    retask.enqueue_task(bigint, jsonb, text, text, integer, interval, text, timestamptz)
+    TO retask_enqueue, retask_worker;
+
+-- registering: upsert_program runs with the registering role's rights, and the
+-- programs table's trigger refuses a function that role may not EXECUTE, or a
+-- temporary one, however the row is written
+GRANT INSERT, UPDATE (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max)
+    ON retask.programs TO retask_register;
+GRANT EXECUTE ON FUNCTION
+    retask.upsert_program(text, text, integer, interval, text, interval, text),
+    retask.program_function(text, text), retask.lookup_function(text)
+    TO retask_register;
+
+-- working: every function (they run with the worker's rights), the writes the
+-- state machine makes, and nothing else
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA retask TO retask_worker;
+GRANT UPDATE ON retask.tasks TO retask_worker;
+GRANT INSERT ON retask.task_attempts TO retask_worker;
