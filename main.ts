@@ -10,6 +10,7 @@ import { registerCommand } from "./commands/register.ts";
 import { enqueueCommand } from "./commands/enqueue.ts";
 import { statusCommand } from "./commands/status.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { embeddedCommand } from "./commands/embedded.ts";
 import { toRetaskError } from "./lib/errors.ts";
 import { escapeControl } from "./cli/format.ts";
 
@@ -45,6 +46,7 @@ export function buildCli(): Command {
     enqueueCommand(),
     statusCommand(),
     demoCommand(),
+    embeddedCommand(),
   ];
   for (const sub of commands) {
     // addCommand does not pass on exitOverride and the error output; copy them
