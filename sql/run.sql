@@ -88,6 +88,34 @@ BEGIN
 END
 $$;
 
+-- What a program may leave in its session for the next one, undone: settings
+-- (SET, set_config), a role it set, session advisory locks, prepared
+-- statements, temporary objects and LISTENs. A task starts from what a new
+-- session of the worker's role would have, whatever ran before it on the same
+-- connection (run_tasks and process_tasks call this after every program).
+-- RESET ALL comes last: it also resets this function's pinned search_path,
+-- which its caller pins again. About 5 µs.
+CREATE FUNCTION retask.reset_session() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    statement_ text;
+BEGIN
+    RESET SESSION AUTHORIZATION;
+    RESET ROLE;
+    PERFORM pg_catalog.pg_advisory_unlock_all();
+    -- the driver's own statements are not from SQL, and stay
+    FOR statement_ IN SELECT s.name FROM pg_catalog.pg_prepared_statements s WHERE s.from_sql LOOP
+        EXECUTE pg_catalog.format('DEALLOCATE %I', statement_);
+    END LOOP;
+    IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 THEN
+        DISCARD TEMP;
+    END IF;
+    UNLISTEN *;
+    RESET ALL;
+END
+$$;
+
 -- Runs attempt attempts[i] of task task_ids[i], for every i, and records how
 -- each ended, all in the caller's statement: the programs' effects and their
 -- endings commit together. Every row is locked before any program runs; each
@@ -142,6 +170,8 @@ DECLARE
     cut_state text;
     cut_error text;
     cut_context text;
+    cache text;
+    read_only text := current_setting('transaction_read_only');
 BEGIN
     IF coalesce(cardinality(task_ids), 0) <> coalesce(cardinality(attempts), 0) THEN
         RAISE EXCEPTION 'run_tasks needs as many attempts as task_ids'
@@ -163,13 +193,28 @@ BEGIN
         code := NULL;
         BEGIN
             res := retask.run_program(task.program_id, task.params, path, max_result_bytes);
+            -- a transaction made read-only would fail the batch's recording
+            -- (failing the program's block undoes it)
+            IF pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.<>) read_only THEN
+                RAISE EXCEPTION 'the program made its transaction read-only'
+                    USING ERRCODE = 'invalid_transaction_state',
+                          HINT = 'A program runs inside its worker''s transaction: it must not SET TRANSACTION.';
+            END IF;
         EXCEPTION
             -- OTHERS leaves out the cancel and a failed ASSERT
             WHEN others OR query_canceled OR assert_failure THEN
                 GET STACKED DIAGNOSTICS err := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
         END;
-        ended := clock_timestamp();
+        ended := pg_catalog.clock_timestamp();
+        -- the next task starts from a clean session; what run_program keeps of
+        -- this program (a session setting) is kept
+        cache := pg_catalog.current_setting('retask.run_' OPERATOR(pg_catalog.||) task.program_id, true);
+        PERFORM retask.reset_session();
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        IF cache <> '' THEN
+            PERFORM set_config('retask.run_' || task.program_id, cache, false);
+        END IF;
         IF code = '57014' THEN
             -- the timer starts a little before statement_timestamp(): a cancel
             -- this late is the timeout, not a request. Named as PostgreSQL names
@@ -247,6 +292,8 @@ DECLARE
     code text;
     last_rescue timestamptz;
     cancelled boolean := false;
+    -- the caller's: every task resets the session to a new one's
+    path text := pg_catalog.current_setting('search_path');
 BEGIN
     PERFORM pg_catalog.set_config('application_name', 'process_tasks', false);
     <<forever>>
@@ -266,7 +313,7 @@ BEGIN
         END IF;
 
         BEGIN
-            result := retask.run_program(task.program_id, task.params);
+            result := retask.run_program(task.program_id, task.params, path);
             IF NOT EXISTS (SELECT FROM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
                                                                ARRAY['finished'], ARRAY[result])) THEN
                 RAISE EXCEPTION 'attempt % of task % was taken from this worker',
@@ -287,6 +334,8 @@ BEGIN
                     ARRAY['lost'], NULL, ARRAY['process_tasks was cancelled during the task']);
                 cancelled := true;
         END;
+        PERFORM retask.reset_session();
+        PERFORM pg_catalog.set_config('application_name', 'process_tasks', false);
         COMMIT;
         IF cancelled THEN
             RAISE EXCEPTION 'canceling statement due to user request' USING ERRCODE = 'query_canceled';
