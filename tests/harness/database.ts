@@ -112,15 +112,22 @@ export async function freshDatabase(
   live.set(name, server);
   const url = new URL(server);
   url.pathname = `/${name}`;
+  // the server's password, where it asks for one (the embedded server does)
   const worker = new URL(url);
   worker.username = WORKER_ROLE;
-  worker.password = "";
   workerUrls.set(url.toString(), worker.toString());
   const sql = client(url.toString(), {
     max: options.max ?? 8,
     applicationName: options.applicationName,
   });
   await sql.unsafe(`${WORKER_ROLE_SQL}
+    ${
+    url.password
+      ? `ALTER ROLE ${WORKER_ROLE} PASSWORD '${
+        decodeURIComponent(url.password).replaceAll("'", "''")
+      }';`
+      : ""
+  }
     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO ${WORKER_ROLE};
     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO ${WORKER_ROLE};`);
   if (options.install) await install(sql);

@@ -12,12 +12,14 @@ import {
   WORKER_ROLE,
 } from "../harness/mod.ts";
 
-// A login role of this database's own, member of `groups`, and a client as it.
+// A login role of this database's own, member of `groups` (with the server's
+// password, where it asks for one), and a client as it.
 async function loginAs(db: FreshDatabase, suffix: string, groups: string[]) {
   const role = `${db.name}_${suffix}`;
-  await db.admin(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN`);
-  for (const group of groups) await db.admin(`GRANT ${group} TO ${role}`);
   const url = new URL(db.url);
+  const password = url.password ? ` PASSWORD '${decodeURIComponent(url.password)}'` : "";
+  await db.admin(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN${password}`);
+  for (const group of groups) await db.admin(`GRANT ${group} TO ${role}`);
   url.username = role;
   return { role, sql: client(url.toString(), { max: 1 }) };
 }
@@ -66,7 +68,7 @@ Deno.test("a role that may only enqueue cannot run a program or write a task", a
       // the attack of the issue: the course's run, called directly
       () =>
         e`SELECT empapi.run(jsonb_populate_record(NULL::public.tasks,
-                              ${{ program_id: programId, params: {} }}::jsonb))`,
+                              ${JSON.stringify({ program_id: programId, params: {} })}::jsonb))`,
       () => e`SELECT retask.run_program(${programId}, '{}')`,
       () => e`SELECT * FROM retask.take_tasks(1)`,
       () => e`UPDATE retask.tasks SET status = 'finished'`,
@@ -167,32 +169,26 @@ Deno.test("a role registers only functions it may execute, and never a temporary
 
 Deno.test("the course's API keeps working for the role the course granted it to", async () => {
   const db = await freshDatabase("priv_course");
-  const app = `${db.name}_app`;
+  const app = await loginAs(db, "app", []);
   try {
     await installCourse(db.sql, { history: true });
-    await db.admin(`DROP ROLE IF EXISTS ${app}; CREATE ROLE ${app} LOGIN`);
     // the course's grants: the admin API to its application's role
     await db.sql.unsafe(`
-      GRANT USAGE ON SCHEMA empapi TO ${app};
-      GRANT EXECUTE ON FUNCTION empapi.run_program(bigint, jsonb), empapi.get_tasks() TO ${app};`);
+      GRANT USAGE ON SCHEMA empapi TO ${app.role};
+      GRANT EXECUTE ON FUNCTION empapi.run_program(bigint, jsonb), empapi.get_tasks()
+        TO ${app.role};`);
     await install(db.sql);
-    const url = new URL(db.url);
-    url.username = app;
-    const appSql = client(url.toString(), { max: 1 });
-    try {
-      const [{ id }] = await appSql<{ id: number }[]>`SELECT empapi.run_program(1, '{}') AS id`;
-      const tasks = await appSql<{ task_id: number }[]>`SELECT task_id FROM empapi.get_tasks()`;
-      assert.ok(tasks.some((t) => t.task_id === id));
-      // what it was never granted it still may not do: run a program itself
-      await assert.rejects(
-        appSql`SELECT empapi.run(t) FROM public.tasks t WHERE task_id = ${id}`,
-        /permission denied/,
-      );
-    } finally {
-      await appSql.end();
-    }
+    const [{ id }] = await app.sql<{ id: number }[]>`SELECT empapi.run_program(1, '{}') AS id`;
+    const tasks = await app.sql<{ task_id: number }[]>`SELECT task_id FROM empapi.get_tasks()`;
+    assert.ok(tasks.some((t) => t.task_id === id));
+    // what it was never granted it still may not do: run a program itself
+    await assert.rejects(
+      app.sql`SELECT empapi.run(t) FROM public.tasks t WHERE task_id = ${id}`,
+      /permission denied/,
+    );
   } finally {
+    await app.sql.end();
     await db.drop();
-    await db.admin(`DROP ROLE IF EXISTS ${app}`);
+    await db.admin(`DROP ROLE IF EXISTS ${app.role}`);
   }
 });

@@ -55,12 +55,11 @@ Deno.test("remote tasks run on their host and are recorded here", async () => {
       "--drain",
       "--poll-interval",
       "100",
+      // the replica with the worker's own login (a password, on a server that asks)
       "--remote-host",
-      `${there.host}:${there.port}`,
+      replica.workerUrl,
       "--remote-host",
       "127.0.0.1:1",
-      "--remote-database",
-      replica.name,
     ]);
     assert.equal(code, 0, stderr);
     await assertInvariants(main.sql);
@@ -124,9 +123,7 @@ Deno.test("kill -9 during a remote task: retried once the dead worker's run has 
       "--rescue-interval",
       "200",
       "--remote-host",
-      `${host}:${port || "5432"}`,
-      "--remote-database",
-      replica.name,
+      replica.workerUrl,
     ];
     const doomed = spawnWorker(main.url, args);
     await waitFor(async () => {
