@@ -56,8 +56,11 @@ export interface LaneHandle {
   track(query: { cancel(): void }): () => void;
   /** Replaces a connection that is lost or left in a bad state. */
   reopen(): void;
-  /** Reports ended attempts; the lane no longer holds their tasks. */
-  report(ended: readonly TaskOutcome[]): void;
+  /**
+   * Reports the events of recorded attempts; the lane no longer holds the
+   * tasks `ended` (recorded, or no longer the database's to record).
+   */
+  report(events: readonly TaskOutcome[], ended: readonly ClaimedTask[]): void;
 }
 
 /** One execution connection and the batch it is running, if any. */
@@ -148,9 +151,9 @@ export class Lane implements LaneHandle {
     stalled.end({ timeout: 0 }).catch(() => {});
   }
 
-  report(ended: readonly TaskOutcome[]): void {
-    this.ctx.report([...ended]);
-    const done = new Set(ended.map((o) => o.taskId));
+  report(events: readonly TaskOutcome[], ended: readonly ClaimedTask[]): void {
+    if (events.length > 0) this.ctx.report([...events]);
+    const done = new Set(ended.map((t) => t.taskId));
     this.#held = this.#held.filter((t) => !done.has(t.taskId));
   }
 
@@ -159,7 +162,7 @@ export class Lane implements LaneHandle {
     try {
       const unrun = await runLocal(this, tasks.filter((t) => t.host === null));
       const remote = tasks.filter((t) => t.host !== null);
-      if (remote.length > 0) this.report(await runRemote(this, remote));
+      if (remote.length > 0) this.report(await runRemote(this, remote), remote);
       if (unrun.length > 0) await this.#recordLost(unrun.map((task) => lost(task, STOPPED)));
       const perTask = Math.max((performance.now() - started) / tasks.length, 0.01);
       this.#capacity = Math.max(
@@ -196,7 +199,8 @@ export class Lane implements LaneHandle {
     const deadline = performance.now() + RECORD_LOST_FOR_MS;
     for (let failures = 1;; failures++) {
       try {
-        this.report(await withinStall(recordAttempts(this.#sql, results, this.ctx)));
+        const ended = results.map((r) => r.task);
+        this.report(await withinStall(recordAttempts(this.#sql, results, this.ctx)), ended);
         return;
       } catch (error) {
         if (isConnectionError(error)) this.reopen();

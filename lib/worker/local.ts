@@ -62,7 +62,7 @@ export async function runLocal(
         null,
         performance.now() - started,
       );
-      lane.report(await withinStall(recordAttempts(lane.sql, [failure], ctx)));
+      lane.report(await withinStall(recordAttempts(lane.sql, [failure], ctx)), batch);
       continue;
     }
     const byId = new Map(batch.map((t) => [t.taskId, t]));
@@ -84,8 +84,11 @@ export async function runLocal(
     const recorded = rows.filter((r): r is RunRow & RecordedRow =>
       r.outcome !== "taken" && r.outcome !== "cancelled" && r.outcome !== "unrun"
     );
-    lane.report(reportOf(ran, recorded, ctx.worker));
-    if (cut.length > 0) lane.report(await withinStall(recordAttempts(lane.sql, cut, ctx)));
+    lane.report(reportOf(ran, recorded, ctx.worker), ran.map((r) => r.task));
+    if (cut.length > 0) {
+      const ended = cut.map((r) => r.task);
+      lane.report(await withinStall(recordAttempts(lane.sql, cut, ctx)), ended);
+    }
     pending = [...unrun, ...pending.slice(batch.length)];
   }
   return [];

@@ -45,7 +45,7 @@ const ABORT_GRACE_MS = 5_000;
 export interface RunWorkerOptions extends Partial<WorkerSettings> {
   /** Stops the worker: no more tasks are taken, running ones get the shutdown timeout. */
   signal?: AbortSignal;
-  /** Called once per ended attempt. */
+  /** Called once per ended attempt, as the database recorded it. */
   onOutcome?: (event: TaskOutcome) => void;
   /** Called with what the worker has to say: start, stop, lost and regained connections. */
   onLog?: (entry: WorkerLog) => void;

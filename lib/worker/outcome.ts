@@ -10,15 +10,18 @@ export type AttemptEnd = "finished" | "error" | "lost";
  * What an ended attempt means for its task, as `record_attempts` says it:
  * `finished`; `retry` (it failed, the task is scheduled again); `error` (it
  * failed and was the last attempt); `lost` (the worker stopped or lost its
- * connection before the attempt ended, or the task was taken from it;
- * `status` says what became of the task).
+ * connection before the attempt ended; `status` says what became of the task).
  */
 export type Outcome = "finished" | "retry" | "error" | "lost";
 
-/** The status a task has after the attempt; null when the worker no longer held it. */
-export type StatusAfter = "finished" | "scheduled" | "error" | null;
+/**
+ * The status a task has after the attempt, as the database recorded it. (An
+ * attempt the database no longer held when the worker came to record it, such
+ * as one whose take a crash undid, is reported by no event at all.)
+ */
+export type StatusAfter = "finished" | "scheduled" | "error";
 
-/** One attempt of one task, as the worker saw it end. */
+/** One attempt of one task, as the worker saw it end and the database recorded it. */
 export interface TaskOutcome {
   /** The task. */
   taskId: number;

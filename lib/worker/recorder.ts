@@ -36,9 +36,6 @@ export interface RecordedRow {
 /** The reason recorded for attempts cut short by a stopping worker. */
 export const STOPPED = "worker stopped before the task finished";
 
-/** What the lane reports for a task it took but no longer held when it came to record it. */
-const TAKEN = "the task had been taken from this worker";
-
 /** A finished attempt. */
 export function finished(task: ClaimedTask, result: string, durationMs: number): AttemptResult {
   return { task, end: "finished", result, error: null, code: null, context: null, durationMs };
@@ -99,7 +96,11 @@ export function recordStatement(
       timeout => ${timeout}::integer * interval '1 millisecond')`;
 }
 
-/** Records `results` in one statement (its own transaction) and says how each ended. */
+/**
+ * Records `results` in one statement (its own transaction) and says how each
+ * ended: one event per attempt the database recorded, none for an attempt it
+ * no longer held.
+ */
 export async function recordAttempts(
   sql: Sql,
   results: readonly AttemptResult[],
@@ -110,8 +111,10 @@ export async function recordAttempts(
 }
 
 /**
- * The worker's events for `results`, from the rows SQL returned for them: a
- * result with no row was not recorded (the task was taken from this worker).
+ * The worker's events for `results`, from the rows SQL returned for them. A
+ * result with no row was not recorded: the database no longer held that
+ * attempt (it was rescued, or a crash undid its take), so it is no event. The
+ * events report only what the database holds.
  */
 export function reportOf(
   results: readonly { task: ClaimedTask; durationMs: number }[],
@@ -119,18 +122,19 @@ export function reportOf(
   worker: string,
 ): TaskOutcome[] {
   const byId = new Map(rows.map((row) => [row.task_id, row]));
-  return results.map(({ task, durationMs }) => {
+  return results.flatMap(({ task, durationMs }) => {
     const row = byId.get(task.taskId);
-    return {
+    if (!row) return [];
+    return [{
       taskId: task.taskId,
       program: task.program,
       attempt: task.attempt,
       maxAttempts: task.maxAttempts,
       durationMs,
-      outcome: row?.outcome ?? "lost",
-      status: row?.status ?? null,
-      error: row ? row.error : TAKEN,
+      outcome: row.outcome,
+      status: row.status,
+      error: row.error,
       worker,
-    };
+    }];
   });
 }
