@@ -175,9 +175,12 @@ $$;
 
 -- Ends, as lost, every running attempt whose holder is gone: its backend no
 -- longer exists, or its lease ran out. The retry rule then applies as for any
--- failure. Returns how many it rescued.
-CREATE FUNCTION retask.rescue_lost_tasks() RETURNS integer
-LANGUAGE plpgsql VOLATILE
+-- failure. A worker passes the attempts it holds itself (attempt
+-- held_attempts[i] of task held_ids[i]): it is alive and running them, so for
+-- those only the lease counts, even if the backend that took them is gone (a
+-- terminated connection it has replaced). Returns how many it rescued.
+CREATE FUNCTION retask.rescue_lost_tasks(held_ids bigint[] DEFAULT NULL, held_attempts integer[] DEFAULT NULL)
+RETURNS integer LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ids bigint[];
@@ -193,8 +196,11 @@ BEGIN
     FROM (SELECT * FROM retask.tasks t
           WHERE t.status = 'running'
             AND (t.lease_expires_at < now()
-                 OR t.pid IS NULL
-                 OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.pid))
+                 OR ((t.pid IS NULL
+                      OR NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid = t.pid))
+                     AND NOT EXISTS (SELECT FROM unnest(rescue_lost_tasks.held_ids,
+                                                        rescue_lost_tasks.held_attempts) AS h(task_id, attempt)
+                                     WHERE h.task_id = t.task_id AND h.attempt = t.attempt_count)))
           FOR UPDATE OF t SKIP LOCKED) t;
     RETURN (SELECT count(*)::integer
             FROM retask.record_attempts(ids, tries, ARRAY(SELECT 'lost' FROM unnest(ids)),

@@ -96,9 +96,18 @@ export async function tasksPending(home: Sql, schema: string): Promise<boolean> 
   return row.pending;
 }
 
-/** Ends, as lost, the running attempts whose backend is gone or whose lease ran out. */
-export async function rescueLostTasks(home: Sql, schema: string): Promise<number> {
+/**
+ * Ends, as lost, the running attempts whose backend is gone or whose lease ran
+ * out; of the attempts this worker holds (`held`), only those whose lease ran
+ * out: the worker is alive, whatever became of the backend that took them.
+ */
+export async function rescueLostTasks(
+  home: Sql,
+  schema: string,
+  held: readonly ClaimedTask[] = [],
+): Promise<number> {
   const [row] = await home<{ rescued: number }[]>`
-    SELECT ${home(schema)}.rescue_lost_tasks() AS rescued`;
+    SELECT ${home(schema)}.rescue_lost_tasks(${held.map((t) => t.taskId)}::bigint[],
+                                             ${held.map((t) => t.attempt)}::integer[]) AS rescued`;
   return row.rescued;
 }

@@ -41,6 +41,8 @@ export interface LaneContext extends RecordTarget {
   remote: RemotePools;
   report(outcomes: TaskOutcome[]): void;
   log(entry: WorkerLog): void;
+  /** Aborted when the worker is asked to stop. */
+  stopping: AbortSignal;
   /** Aborted when the worker stops waiting for its lanes: stop retrying. */
   giveUp: AbortSignal;
 }
@@ -56,6 +58,8 @@ export interface LaneHandle {
   track(query: { cancel(): void }): () => void;
   /** Replaces a connection that is lost or left in a bad state. */
   reopen(): void;
+  /** Replaces a lost connection; true if the server answers on the new one. */
+  recover(): Promise<boolean>;
   /**
    * Reports the events of recorded attempts; the lane no longer holds the
    * tasks `ended` (recorded, or no longer the database's to record).
@@ -149,6 +153,16 @@ export class Lane implements LaneHandle {
     const stalled = this.#sql;
     this.#sql = this.#open();
     stalled.end({ timeout: 0 }).catch(() => {});
+  }
+
+  async recover(): Promise<boolean> {
+    this.reopen();
+    try {
+      await withinStall(this.#sql`SELECT 1`);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   report(events: readonly TaskOutcome[], ended: readonly ClaimedTask[]): void {

@@ -11,7 +11,14 @@ import { isConnectionError, STALL_MS, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
 import type { ClaimedTask } from "./claim.ts";
 import type { LaneHandle } from "./lane.ts";
-import { failed, recordAttempts, type RecordedRow, reportOf, unlessStopping } from "./recorder.ts";
+import {
+  failed,
+  lost,
+  recordAttempts,
+  type RecordedRow,
+  reportOf,
+  unlessStopping,
+} from "./recorder.ts";
 
 /** A row of `run_tasks`: what became of one task of the batch. */
 interface RunRow {
@@ -29,8 +36,11 @@ interface RunRow {
  * go again in a new statement. A statement that failed as a whole (a timeout
  * outside any program, an error no savepoint caught) committed nothing: its
  * tasks then go one per statement, where such a failure is that task's own, so
- * one bad task cannot fail the others of its batch. Returns the tasks left
- * unrun because the lane is stopping.
+ * one bad task cannot cost the others of its batch an attempt. That holds when
+ * the statement lost its connection too (a program may kill its own backend),
+ * as long as the server answers on a new one; a task that loses its connection
+ * alone is charged, as lost. Returns the tasks left unrun because the lane is
+ * stopping.
  */
 export async function runLocal(
   lane: LaneHandle,
@@ -47,22 +57,27 @@ export async function runLocal(
     try {
       rows = await runStatement(lane, batch);
     } catch (error) {
-      if (lane.aborting || isConnectionError(error)) throw error;
-      pending = pending.slice(batch.length);
+      if (lane.aborting) throw error;
+      const connectionLost = isConnectionError(error);
+      // a server that does not answer: the lane records the batch as lost
+      if (connectionLost && (ctx.stopping.aborted || !(await lane.recover()))) throw error;
       if (batch.length > 1) {
+        if (connectionLost) {
+          ctx.log({
+            level: "warn",
+            message: `a batch of ${batch.length} lost its database connection ` +
+              `(${errorMessage(error)}); running its tasks again one per statement`,
+          });
+        }
         single = true;
-        pending = [...batch, ...pending];
         continue;
       }
       const { code = null } = error as { code?: string };
-      const failure = failed(
-        batch[0],
-        errorMessage(error),
-        code,
-        null,
-        performance.now() - started,
-      );
-      lane.report(await withinStall(recordAttempts(lane.sql, [failure], ctx)), batch);
+      const ended = connectionLost
+        ? lost(batch[0], `worker lost its database connection: ${errorMessage(error)}`)
+        : failed(batch[0], errorMessage(error), code, null, performance.now() - started);
+      lane.report(await withinStall(recordAttempts(lane.sql, [ended], ctx)), batch);
+      pending = pending.slice(1);
       continue;
     }
     const byId = new Map(batch.map((t) => [t.taskId, t]));

@@ -154,6 +154,7 @@ export async function runWorker(
     remote,
     report,
     log,
+    stopping: signal,
     giveUp: giveUp.signal,
   };
   // a backend running a program notices within a second that its worker died
@@ -218,7 +219,8 @@ export async function runWorker(
           nextRenewal = performance.now() + settings.leaseMs / 3;
         }
         if (performance.now() >= nextRescue) {
-          await withinStall(rescueLostTasks(home, schema));
+          const held = lanes.flatMap((lane) => lane.held);
+          await withinStall(rescueLostTasks(home, schema, held));
           nextRescue = performance.now() + settings.rescueIntervalMs;
         }
         const idle = lanes.filter((lane) => lane.idle);
