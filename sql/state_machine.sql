@@ -1,14 +1,17 @@
 -- retask: the task state machine. Every change of a task's status is one of
 -- these functions, each one atomic statement (or a short PL/pgSQL body around
--- one), safe under any number of concurrent workers. Only take_tasks and
--- record_attempts write a task's status; everything that ends an attempt (a
--- batch run in the database, a remote run, a rescue, process_tasks, the course's
--- complete_task) records it through record_attempts.
+-- one), safe under any number of concurrent workers. Only take_tasks,
+-- record_attempts and release_tasks write a task's status; everything that
+-- ends an attempt (a batch run in the database, a remote run, a rescue,
+-- process_tasks, the course's complete_task) records it through
+-- record_attempts. release_tasks undoes a take the database could not run or
+-- record through no fault of the task: that attempt never counted.
 --
 --   enqueue ─▶ scheduled ──take──▶ running ──finished──▶ finished
---                 ▲                  │
---                 └── attempts left ─┤ error / lost (worker gone) / timed out
---                                    └── no attempts left ──▶ error
+--               ▲  ▲                 │
+--               │  └── attempts left ┤ error / lost (worker gone) / timed out
+--               │                    ├── no attempts left ──▶ error
+--               └────── release ─────┘ not the task's fault: the take is undone
 --
 -- An ending names the attempt it ends; if the task is no longer running that
 -- attempt (it was rescued, or rescued and taken again), nothing changes for it.
@@ -170,6 +173,48 @@ BEGIN
         PERFORM pg_notify('retask_tasks', '');
     END IF;
     RETURN QUERY SELECT * FROM unnest(ids, statuses, reported, messages);
+END
+$$;
+
+-- Gives back attempts attempts[i] of tasks task_ids[i] uncounted: the worker
+-- could not run or record them through no fault of their tasks (the history
+-- cannot be written, a function is being replaced, the server is read-only).
+-- A task still running that attempt goes back to 'scheduled' as it was before
+-- that take: its attempt_count one lower, and its holder and times those of
+-- its last recorded attempt (none for a first attempt). Nothing is written
+-- to the history, and run_after is kept, so the task keeps its place in the
+-- queue. Returns how many it gave back; a task no longer running that attempt
+-- is left alone.
+CREATE FUNCTION retask.release_tasks(task_ids bigint[], attempts integer[])
+RETURNS integer LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    released integer;
+    wake boolean;
+BEGIN
+    WITH given AS (
+        UPDATE retask.tasks t
+        SET status = 'scheduled',
+            attempt_count = t.attempt_count - 1,
+            started = prev.started,
+            finished = prev.finished,
+            pid = prev.pid,
+            worker = prev.worker,
+            lease_expires_at = NULL
+        FROM unnest(release_tasks.task_ids, release_tasks.attempts) AS u(task_id, attempt)
+        LEFT JOIN retask.task_attempts prev
+          ON prev.task_id = u.task_id AND prev.attempt = u.attempt - 1
+        WHERE t.task_id = u.task_id AND t.task_id = ANY (release_tasks.task_ids)
+          AND t.status = 'running' AND t.attempt_count = u.attempt
+        RETURNING t.run_after
+    )
+    SELECT count(*)::integer, coalesce(bool_or(g.run_after <= clock_timestamp()), false)
+    INTO released, wake
+    FROM given g;
+    IF wake THEN
+        PERFORM pg_notify('retask_tasks', '');
+    END IF;
+    RETURN released;
 END
 $$;
 

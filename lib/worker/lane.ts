@@ -1,14 +1,17 @@
 /**
  * A lane owns one connection and runs one batch of claimed tasks at a time:
  * SQL programs on the fast path (local.ts), remote tasks on their servers
- * (remote.ts). It sizes its next batch from how long its tasks took, and
- * records as lost what a failed batch left unrecorded.
+ * (remote.ts). It sizes its next batch from how long its tasks took. What a
+ * failed batch left unrecorded, it records as lost when the batch lost its
+ * connection, and gives back uncounted when the database would not run or
+ * record it (give_back.ts).
  * @module
  */
 import type { Sql } from "../db/connect.ts";
 import { isConnectionError, reconnectDelay, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
 import type { ClaimedTask } from "./claim.ts";
+import { GiveBack, releaseTasks } from "./give_back.ts";
 import { runLocal } from "./local.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
 import {
@@ -29,7 +32,10 @@ import { sleep } from "./wake.ts";
  */
 const BATCH_BUDGET_MS = 100;
 
-/** How long a lane keeps trying to record its lost attempts before leaving them to the rescuer. */
+/**
+ * How long a lane keeps trying to record or give back its attempts while its
+ * connection is down, before leaving them to the rescuer.
+ */
 const RECORD_LOST_FOR_MS = 30_000;
 
 /** What lanes share with the worker that owns them. */
@@ -41,6 +47,8 @@ export interface LaneContext extends RecordTarget {
   remote: RemotePools;
   report(outcomes: TaskOutcome[]): void;
   log(entry: WorkerLog): void;
+  /** Told that the database refused to record outcomes: the worker pauses taking tasks. */
+  cannotRecord(error: unknown): void;
   /** Aborted when the worker is asked to stop. */
   stopping: AbortSignal;
   /** Aborted when the worker stops waiting for its lanes: stop retrying. */
@@ -167,6 +175,10 @@ export class Lane implements LaneHandle {
 
   report(events: readonly TaskOutcome[], ended: readonly ClaimedTask[]): void {
     if (events.length > 0) this.ctx.report([...events]);
+    this.#drop(ended);
+  }
+
+  #drop(ended: readonly ClaimedTask[]): void {
     const done = new Set(ended.map((t) => t.taskId));
     this.#held = this.#held.filter((t) => !done.has(t.taskId));
   }
@@ -188,45 +200,71 @@ export class Lane implements LaneHandle {
       if (connectionLost) this.reopen();
       else await this.#sql`ROLLBACK`.catch(() => {});
       const left = this.#held;
+      if (!connectionLost && !this.#aborting) {
+        // the database would not run or record the batch: not its tasks' fault
+        await this.#giveBack(left, error instanceof GiveBack ? error : new GiveBack(error, true));
+        return;
+      }
       if (!this.#aborting) {
         this.ctx.log({
           level: "warn",
-          message: connectionLost
-            ? `a batch of ${left.length} lost its database connection (${errorMessage(error)}); ` +
-              "recording its attempts as lost"
-            : `a batch of ${left.length} failed: ${errorMessage(error)}`,
+          message: `a batch of ${left.length} lost its database connection ` +
+            `(${errorMessage(error)}); recording its attempts as lost`,
         });
       }
       const reason = this.#aborting
         ? STOPPED
-        : connectionLost
-        ? `worker lost its database connection: ${errorMessage(error)}`
-        : `worker could not run the batch: ${errorMessage(error)}`;
+        : `worker lost its database connection: ${errorMessage(error)}`;
       await this.#recordLost(left.map((t) => lost(t, reason)));
     }
   }
 
-  // Records attempts whose transaction failed, retrying while the connection is
-  // down, for about a lease: past that the lane stops holding them (their leases
-  // are no longer renewed), so the rescuer records them instead.
+  // Records attempts whose transaction failed. If the database refuses (not a
+  // lost connection), they are given back instead.
   async #recordLost(results: AttemptResult[]): Promise<void> {
+    const tasks = results.map((r) => r.task);
+    const refused = await this.#persist(`record ${results.length} lost attempt(s)`, async () => {
+      this.report(await withinStall(recordAttempts(this.#sql, results, this.ctx)), tasks);
+    });
+    if (refused !== undefined) await this.#giveBack(tasks, new GiveBack(refused, true));
+  }
+
+  // Gives back attempts uncounted; with `why.pause`, first tells the worker to
+  // stop taking tasks.
+  async #giveBack(tasks: readonly ClaimedTask[], why: GiveBack): Promise<void> {
+    if (why.pause) this.ctx.cannotRecord(why.cause);
+    const refused = await this.#persist(`give back ${tasks.length} attempt(s)`, async () => {
+      await withinStall(releaseTasks(this.#sql, this.ctx.schema, tasks));
+      this.#drop(tasks);
+    });
+    if (refused !== undefined) {
+      this.ctx.log({
+        level: "warn",
+        message: `could not give back ${tasks.length} attempt(s), ` +
+          `left to the rescuer: ${errorMessage(refused)}`,
+      });
+    }
+  }
+
+  // Runs `write`, a short bookkeeping statement, retrying while the connection
+  // is down, for about a lease: past that the lane stops holding its tasks
+  // (their leases are no longer renewed), so the rescuer records them instead.
+  // Returns the error if the database refused it otherwise.
+  async #persist(what: string, write: () => Promise<void>): Promise<unknown> {
     const deadline = performance.now() + RECORD_LOST_FOR_MS;
     for (let failures = 1;; failures++) {
       try {
-        const ended = results.map((r) => r.task);
-        this.report(await withinStall(recordAttempts(this.#sql, results, this.ctx)), ended);
-        return;
+        await write();
+        return undefined;
       } catch (error) {
-        if (isConnectionError(error)) this.reopen();
-        if (
-          !isConnectionError(error) || this.ctx.giveUp.aborted || performance.now() > deadline
-        ) {
+        if (!isConnectionError(error)) return error;
+        this.reopen();
+        if (this.ctx.giveUp.aborted || performance.now() > deadline) {
           this.ctx.log({
             level: "warn",
-            message: `could not record ${results.length} lost attempt(s), ` +
-              `left to the rescuer: ${errorMessage(error)}`,
+            message: `could not ${what}, left to the rescuer: ${errorMessage(error)}`,
           });
-          return;
+          return undefined;
         }
         await sleep(reconnectDelay(failures), this.ctx.giveUp);
       }

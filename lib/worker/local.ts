@@ -10,8 +10,10 @@
 import { isConnectionError, STALL_MS, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
 import type { ClaimedTask } from "./claim.ts";
+import { faultOf, GiveBack } from "./give_back.ts";
 import type { LaneHandle } from "./lane.ts";
 import {
+  type AttemptResult,
   failed,
   lost,
   recordAttempts,
@@ -39,8 +41,9 @@ interface RunRow {
  * one bad task cannot cost the others of its batch an attempt. That holds when
  * the statement lost its connection too (a program may kill its own backend),
  * as long as the server answers on a new one; a task that loses its connection
- * alone is charged, as lost. Returns the tasks left unrun because the lane is
- * stopping.
+ * alone is charged, as lost. A failure that is not the task's (the database
+ * cannot record, say) throws {@link GiveBack}. Returns the tasks left unrun
+ * because the lane is stopping.
  */
 export async function runLocal(
   lane: LaneHandle,
@@ -73,10 +76,12 @@ export async function runLocal(
         continue;
       }
       const { code = null } = error as { code?: string };
+      const fault = connectionLost ? "task" : faultOf(code);
+      if (fault !== "task") throw new GiveBack(error, fault === "database");
       const ended = connectionLost
         ? lost(batch[0], `worker lost its database connection: ${errorMessage(error)}`)
         : failed(batch[0], errorMessage(error), code, null, performance.now() - started);
-      lane.report(await withinStall(recordAttempts(lane.sql, [ended], ctx)), batch);
+      await record(lane, [ended]);
       pending = pending.slice(1);
       continue;
     }
@@ -100,13 +105,23 @@ export async function runLocal(
       r.outcome !== "taken" && r.outcome !== "cancelled" && r.outcome !== "unrun"
     );
     lane.report(reportOf(ran, recorded, ctx.worker), ran.map((r) => r.task));
-    if (cut.length > 0) {
-      const ended = cut.map((r) => r.task);
-      lane.report(await withinStall(recordAttempts(lane.sql, cut, ctx)), ended);
-    }
+    if (cut.length > 0) await record(lane, cut);
     pending = [...unrun, ...pending.slice(batch.length)];
   }
   return [];
+}
+
+// Records attempts that ended outside run_tasks. A refusal other than a lost
+// connection means the database cannot record them now: they are given back.
+async function record(lane: LaneHandle, results: AttemptResult[]): Promise<void> {
+  try {
+    lane.report(
+      await withinStall(recordAttempts(lane.sql, results, lane.ctx)),
+      results.map((r) => r.task),
+    );
+  } catch (error) {
+    throw isConnectionError(error) ? error : new GiveBack(error, true);
+  }
 }
 
 // One run_tasks statement, between two that set the session's

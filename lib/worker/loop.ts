@@ -2,8 +2,9 @@
  * The worker: claims runnable tasks in batches and hands them to execution
  * lanes, wakes on NOTIFY (polling as a fallback), renews the leases of what it
  * holds, rescues tasks of vanished workers, reconnects after losing the
- * database, and on a stop request lets running tasks finish within the
- * shutdown timeout. Every change of a task's status is a SQL function call.
+ * database, takes no task (but one now and then, to try) while the database
+ * cannot record outcomes, and on a stop request lets running tasks finish
+ * within the shutdown timeout. Every change of a task's status is a SQL function call.
  *
  * ```ts
  * const controller = new AbortController();
@@ -34,6 +35,7 @@ import { errorMessage, RetaskError } from "../errors.ts";
 import { Lane } from "./lane.ts";
 import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
+import { TakingPause } from "./pause.ts";
 import { allowedServers, RemotePools } from "./remote.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./settings.ts";
@@ -115,7 +117,10 @@ export async function runWorker(
     stopped: "signal",
   };
   const log = (entry: WorkerLog) => onLog?.(entry);
+  // while outcomes cannot be recorded, the worker takes only a task now and then
+  const pause = new TakingPause(log);
   const report = (events: TaskOutcome[]) => {
+    if (events.length > 0) pause.recorded();
     for (const event of events) {
       if (event.outcome === "finished") summary.finished++;
       else if (event.outcome === "retry") summary.retried++;
@@ -154,6 +159,7 @@ export async function runWorker(
     remote,
     report,
     log,
+    cannotRecord: (error: unknown) => pause.refused(error),
     stopping: signal,
     giveUp: giveUp.signal,
   };
@@ -224,7 +230,7 @@ export async function runWorker(
           nextRescue = performance.now() + settings.rescueIntervalMs;
         }
         const idle = lanes.filter((lane) => lane.idle);
-        const wanted = idle.reduce((n, lane) => n + lane.capacity, 0);
+        const wanted = pause.allow(idle.reduce((n, lane) => n + lane.capacity, 0));
         const tasks = wanted > 0
           ? await withinStall(claimTasks(home, schema, wanted, worker, settings.leaseMs))
           : [];
@@ -242,7 +248,15 @@ export async function runWorker(
         }
         const now = performance.now();
         await wake.sleep(
-          Math.max(0, Math.min(settings.pollIntervalMs, nextRenewal - now, nextRescue - now)),
+          Math.max(
+            0,
+            Math.min(
+              settings.pollIntervalMs,
+              nextRenewal - now,
+              nextRescue - now,
+              pause.untilNextTry(),
+            ),
+          ),
           signal,
         );
       } catch (error) {
