@@ -20,7 +20,11 @@ export const DEFAULT_SCHEMA = "retask";
  * Table changes, in order. Listed rather than read from the directory so a
  * `deno compile`d binary (built with `--include sql/`) finds them too.
  */
-export const MIGRATIONS: readonly string[] = ["0001_tables.sql", "0002_attempt_bounds.sql"];
+export const MIGRATIONS: readonly string[] = [
+  "0001_tables.sql",
+  "0002_attempt_bounds.sql",
+  "0003_operate.sql",
+];
 
 /** Function files, in the order they are applied (a later one may call an earlier one). */
 export const FUNCTION_FILES: readonly string[] = [
