@@ -5,8 +5,10 @@
 --   retask_enqueue   queues tasks of registered programs (`retask enqueue`)
 --   retask_register  registers programs: only functions it may EXECUTE itself
 --   retask_worker    takes, runs and records tasks (`retask work`)
+--   retask_admin     operates the queue: retry, cancel, delete, prune, pause
 --
--- The last three are members of retask_read. Nothing of retask is granted to
+-- All are members of retask_read; retask_admin also of retask_enqueue and
+-- retask_register. Nothing of retask is granted to
 -- PUBLIC. A program runs with the worker's rights (or its function owner's,
 -- if the function is SECURITY DEFINER); nothing that runs one is SECURITY
 -- DEFINER. Applied after the functions on every refresh (dropping a routine
@@ -16,7 +18,8 @@ DO $$
 DECLARE
     group_ text;
 BEGIN
-    FOREACH group_ IN ARRAY ARRAY['retask_read', 'retask_enqueue', 'retask_register', 'retask_worker'] LOOP
+    FOREACH group_ IN ARRAY ARRAY['retask_read', 'retask_enqueue', 'retask_register', 'retask_worker',
+                                  'retask_admin'] LOOP
         CONTINUE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = group_);
         BEGIN
             EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', group_);
@@ -32,7 +35,8 @@ BEGIN
     END LOOP;
 END $$;
 
-GRANT retask_read TO retask_enqueue, retask_register, retask_worker;
+GRANT retask_read TO retask_enqueue, retask_register, retask_worker, retask_admin;
+GRANT retask_enqueue, retask_register TO retask_admin;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA retask FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA retask FROM PUBLIC;

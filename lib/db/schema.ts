@@ -37,9 +37,9 @@ export const FUNCTION_FILES: readonly string[] = [
 
 /**
  * The group roles install creates (sql/privileges.sql), as `<schema>_<group>`:
- * `retask_read`, `retask_enqueue`, `retask_register`, `retask_worker`.
+ * `retask_read`, `retask_enqueue`, `retask_register`, `retask_worker`, `retask_admin`.
  */
-export const GROUPS = ["read", "enqueue", "register", "worker"] as const;
+export const GROUPS = ["read", "enqueue", "register", "worker", "admin"] as const;
 
 /** The course application's names over retask's schema (see the file's header). */
 export const COMPAT_FILE = "compat.sql";
