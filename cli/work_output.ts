@@ -16,7 +16,7 @@ export function outcomeLine(event: TaskOutcome): string {
     event.outcome;
   if (event.error === null) return head;
   const firstLine = escapeControl(event.error.split("\n", 1)[0]);
-  const fate = event.outcome === "lost" && event.status !== null
+  const fate = event.outcome === "lost"
     ? ` (task ${event.status === "scheduled" ? "will be retried" : "failed"})`
     : "";
   return `${head}: ${firstLine}${fate}`;
