@@ -11,6 +11,7 @@ import { enqueueCommand } from "./commands/enqueue.ts";
 import { statusCommand } from "./commands/status.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { embeddedCommand } from "./commands/embedded.ts";
+import { scheduleCommand } from "./commands/schedule.ts";
 import { toRetaskError } from "./lib/errors.ts";
 import { escapeControl } from "./cli/format.ts";
 
@@ -45,6 +46,7 @@ export function buildCli(): Command {
     registerCommand(),
     enqueueCommand(),
     statusCommand(),
+    scheduleCommand(),
     demoCommand(),
     embeddedCommand(),
   ];

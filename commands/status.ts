@@ -26,6 +26,8 @@ import {
   type TaskStatus,
 } from "../lib/queue/read.ts";
 import { requireInstalled } from "../lib/db/schema.ts";
+import { listSchedules } from "../lib/queue/schedules.ts";
+import { scheduleSection } from "./schedule.ts";
 import { parseDuration } from "../lib/worker/settings.ts";
 import { sleep } from "../lib/worker/wake.ts";
 import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
@@ -186,7 +188,10 @@ export function statusCommand(): Command {
     .option("--status <status>", `only tasks in this status: ${STATUSES.join(", ")}`)
     .option("--program <program>", "only tasks of this program (name or id)")
     .option("--limit <n>", "show the newest n tasks (default 20)")
-    .option("--json", "print JSON: {tasks, counts, matching}, or {task, attempts} for one task")
+    .option(
+      "--json",
+      "print JSON: {tasks, counts, matching, schedules}, or {task, attempts} for one task",
+    )
     .option("--watch", "redraw until interrupted (Ctrl-C)")
     .option("--interval <duration>", "time between redraws with --watch, e.g. 2s (default 1s)")
     .action(async (taskId: string | undefined, flags: StatusFlags, command: Command) => {
@@ -203,10 +208,16 @@ export function statusCommand(): Command {
             // --json gives the whole result; people get its start and a note
             maxResultChars: flags.json ? undefined : DETAIL_RESULT_CHARS,
           })
-          : await listTasks(db.sql, { ...query.filter, schema });
+          : {
+            ...await listTasks(db.sql, { ...query.filter, schema }),
+            // what will enqueue more: every schedule, whatever the filters
+            schedules: await listSchedules(db.sql, { schema }),
+          };
         if (flags.json) return printJson(data);
         const paint = palette();
-        const text = "task" in data ? renderTaskDetail(data, paint) : renderTaskList(data, paint);
+        const text = "task" in data
+          ? renderTaskDetail(data, paint)
+          : renderTaskList(data, paint) + scheduleSection(data.schedules, paint);
         // home + clear screen: redraw in place instead of scrolling
         if (clear) console.log(`\x1b[H\x1b[2J${formatTimestamp(new Date())}\n`);
         // a forgotten DATABASE_URL means the embedded server: say which database this is

@@ -42,6 +42,13 @@ export {
 } from "./queue/programs.ts";
 export { enqueue, type EnqueueOptions } from "./queue/enqueue.ts";
 export {
+  addSchedule,
+  listSchedules,
+  removeSchedule,
+  type Schedule,
+  type ScheduleOptions,
+} from "./queue/schedules.ts";
+export {
   type Attempt,
   getTask,
   type GetTaskOptions,

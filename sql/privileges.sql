@@ -67,6 +67,19 @@ GRANT EXECUTE ON FUNCTION
     retask.program_function(text, text), retask.lookup_function(text)
     TO retask_register;
 
+-- schedules: whoever may enqueue may schedule (a schedule only enqueues, as
+-- its owner could by hand); upsert_schedule and remove_schedule run with
+-- their caller's rights. Workers fire them (fire_schedule), writing only the
+-- next slot and what it enqueued.
+GRANT SELECT ON retask.schedules TO retask_read;
+GRANT INSERT, UPDATE, DELETE ON retask.schedules TO retask_enqueue;
+GRANT EXECUTE ON FUNCTION
+    retask.check_schedule(text, text, text),
+    retask.upsert_schedule(text, bigint, text, text, jsonb, timestamptz),
+    retask.remove_schedule(text)
+    TO retask_enqueue;
+GRANT UPDATE (next_run_at, last_run_at, last_task_id) ON retask.schedules TO retask_worker;
+
 -- working: every function (they run with the worker's rights), the writes the
 -- state machine makes, and nothing else
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA retask TO retask_worker;

@@ -32,6 +32,7 @@ export const FUNCTION_FILES: readonly string[] = [
   "state_machine.sql",
   "render.sql",
   "run.sql",
+  "schedules.sql",
   "privileges.sql",
 ];
 

@@ -37,6 +37,7 @@ import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
 import { TakingPause } from "./pause.ts";
 import { allowedServers, RemotePools } from "./remote.ts";
+import { Scheduler } from "./schedule.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./settings.ts";
 
@@ -119,6 +120,8 @@ export async function runWorker(
   const log = (entry: WorkerLog) => onLog?.(entry);
   // while outcomes cannot be recorded, the worker takes only a task now and then
   const pause = new TakingPause(log);
+  // every worker fires due schedules, but not one that drains: it would never run out of tasks
+  const scheduler = settings.drain ? null : new Scheduler(schema, log);
   const report = (events: TaskOutcome[]) => {
     if (events.length > 0) pause.recorded();
     for (const event of events) {
@@ -216,6 +219,7 @@ export async function runWorker(
     let trouble = "";
     let nextRenewal = performance.now() + settings.leaseMs / 3;
     let nextRescue = 0;
+    let nextTick = scheduler ? 0 : Infinity;
     while (!signal.aborted) {
       try {
         listener.ensure();
@@ -228,6 +232,11 @@ export async function runWorker(
           const held = lanes.flatMap((lane) => lane.held);
           await withinStall(rescueLostTasks(home, schema, held));
           nextRescue = performance.now() + settings.rescueIntervalMs;
+        }
+        if (scheduler && performance.now() >= nextTick) {
+          const { untilNextMs } = await withinStall(scheduler.tick(home));
+          // woken when the next slot is due; a schedule added meanwhile is seen within a poll
+          nextTick = performance.now() + Math.min(untilNextMs, settings.pollIntervalMs);
         }
         const idle = lanes.filter((lane) => lane.idle);
         const wanted = pause.allow(idle.reduce((n, lane) => n + lane.capacity, 0));
@@ -255,6 +264,7 @@ export async function runWorker(
               nextRenewal - now,
               nextRescue - now,
               pause.untilNextTry(),
+              nextTick - now,
             ),
           ),
           signal,

@@ -57,15 +57,18 @@ CREATE INDEX tasks_ended_idx ON retask.tasks (finished)
 -- A program enqueued on a cron expression. next_run_at is the next slot to
 -- enqueue: a worker that finds it due moves it on (compare and set, so each
 -- slot is enqueued once however many workers look) and enqueues the task in
--- the same transaction.
+-- the same transaction. NULL until a worker first reads the cron (a schedule
+-- written in SQL, which cannot read cron itself).
 CREATE TABLE retask.schedules (
     name         text PRIMARY KEY CHECK (name ~ '\S' AND length(name) <= 200),
     program_id   bigint NOT NULL REFERENCES retask.programs,
     cron         text NOT NULL,
     timezone     text NOT NULL DEFAULT 'UTC',
     params       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(params) = 'object'),
-    next_run_at  timestamptz NOT NULL,
+    next_run_at  timestamptz,
     last_run_at  timestamptz,
     last_task_id bigint,
     created      timestamptz NOT NULL DEFAULT now()
 );
+-- what each worker's tick asks: which schedules are due, and when the next is
+CREATE INDEX schedules_next_run_idx ON retask.schedules (next_run_at);

@@ -91,10 +91,11 @@ Deno.test("retask status", async (t) => {
       assert.match(none.stdout, /^no tasks match\n/);
     });
 
-    await t.step("--json: {tasks, counts, matching}", async () => {
+    await t.step("--json: {tasks, counts, matching, schedules}", async () => {
       const run = await runCli(["status", "--json", "--limit", "2"], db.url);
       const out = JSON.parse(run.stdout);
-      assert.deepEqual(Object.keys(out), ["tasks", "counts", "matching"]);
+      assert.deepEqual(Object.keys(out), ["tasks", "counts", "matching", "schedules"]);
+      assert.deepEqual(out.schedules, []);
       assert.deepEqual(out.counts, { scheduled: 1, running: 0, finished: 2, error: 1, total: 4 });
       assert.equal(out.matching, 4);
       assert.equal(out.tasks.length, 2);
