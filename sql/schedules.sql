@@ -24,7 +24,7 @@ BEGIN
         RAISE EXCEPTION 'schedule name is longer than 200 characters' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- the shape only; the worker reads the fields (and the CLI and library check them first)
-    IF cron IS NULL OR btrim(cron) !~ '^(@[a-z]+|\S+(\s+\S+){4,5})$' THEN
+    IF cron IS NULL OR btrim(cron) !~* '^(@[a-z]+|\S+(\s+\S+){4,5})$' THEN
         RAISE EXCEPTION 'cron expression "%" must have 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first',
             cron USING ERRCODE = 'invalid_parameter_value';
     END IF;
