@@ -12,6 +12,10 @@ import { statusCommand } from "./commands/status.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { embeddedCommand } from "./commands/embedded.ts";
 import { scheduleCommand } from "./commands/schedule.ts";
+import { retryCommand } from "./commands/retry.ts";
+import { cancelCommand } from "./commands/cancel.ts";
+import { deleteCommand } from "./commands/delete.ts";
+import { pruneCommand } from "./commands/prune.ts";
 import { toRetaskError } from "./lib/errors.ts";
 import { escapeControl } from "./cli/format.ts";
 
@@ -46,6 +50,10 @@ export function buildCli(): Command {
     registerCommand(),
     enqueueCommand(),
     statusCommand(),
+    retryCommand(),
+    cancelCommand(),
+    deleteCommand(),
+    pruneCommand(),
     scheduleCommand(),
     demoCommand(),
     embeddedCommand(),

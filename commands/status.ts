@@ -50,6 +50,8 @@ function paintStatus(status: TaskStatus | string, paint: Palette): string {
       return paint.red(status);
     case "running":
       return paint.yellow(status);
+    case "cancelled":
+      return paint.dim(status);
     default:
       return paint.cyan(status);
   }

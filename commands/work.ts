@@ -96,6 +96,11 @@ export function workCommand(): Command {
     )
     .option("--drain", "exit 0 once no task is scheduled or running")
     .option(
+      "--retention <age>",
+      "every 5 minutes, delete tasks that ended longer ago than this (30d, 12h), with their " +
+        "history; one worker at a time (default: keep them)",
+    )
+    .option(
       "--remote-host <server>",
       "a server remote tasks may run on: HOST:PORT (this worker's user, no password) or a " +
         "postgres:// URL with its own login; repeatable, else $RETASK_REMOTE_HOSTS " +
@@ -112,7 +117,7 @@ export function workCommand(): Command {
       "after",
       "\nDurations are milliseconds, or take a unit: 500ms, 2s, 1m.\n" +
         "Each line: task <id> <program> attempt <n>/<max> <duration> <outcome>[: <error>],\n" +
-        "where the outcome is finished, retry, error (no attempts left) or lost.\n",
+        "where the outcome is finished, retry, error (no attempts left), lost or cancelled.\n",
     )
     .action(async (flags: Flags, command: Command) => {
       const fromEnv = (Deno.env.get("RETASK_REMOTE_HOSTS") ?? "").split(",").map((s) => s.trim());

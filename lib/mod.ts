@@ -42,6 +42,20 @@ export {
 } from "./queue/programs.ts";
 export { enqueue, type EnqueueOptions } from "./queue/enqueue.ts";
 export {
+  type CancelResult,
+  cancelTasks,
+  type DeleteResult,
+  deleteTasks,
+  type EndedStatus,
+  type PruneOptions,
+  pruneTasks,
+  type RetryOptions,
+  type RetryResult,
+  retryTasks,
+  type SkippedTask,
+  type TaskSelection,
+} from "./queue/operate.ts";
+export {
   addSchedule,
   listSchedules,
   removeSchedule,

@@ -80,8 +80,22 @@ GRANT EXECUTE ON FUNCTION
     TO retask_enqueue;
 GRANT UPDATE (next_run_at, last_run_at, last_task_id) ON retask.schedules TO retask_worker;
 
+-- operating: retry, cancel, delete and prune run as their owner (SECURITY
+-- DEFINER: no program runs in them, and each checks what it is given), so an
+-- administrator needs no write on any table. Workers prune too (work
+-- --retention), through ALL ROUTINES below.
+GRANT SELECT ON retask.cancel_requests TO retask_read;
+GRANT EXECUTE ON FUNCTION
+    retask.retry_tasks(bigint[], bigint, text, integer),
+    retask.cancel_tasks(bigint[], bigint, text),
+    retask.delete_tasks(bigint[]),
+    retask.prune_tasks(interval, text[], integer)
+    TO retask_admin;
+
 -- working: every function (they run with the worker's rights), the writes the
--- state machine makes, and nothing else
+-- state machine makes, and nothing else. A task's cancel request goes when its
+-- attempt is recorded.
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA retask TO retask_worker;
 GRANT UPDATE ON retask.tasks TO retask_worker;
 GRANT INSERT ON retask.task_attempts TO retask_worker;
+GRANT DELETE ON retask.cancel_requests TO retask_worker;

@@ -124,10 +124,15 @@ $$;
 -- row per task, in task_id order; `outcome` says what became of it:
 --   finished, retry, error  the attempt ran and is recorded (record_attempts);
 --               `error` is its message, `status` the task's status after;
+--   cancelled   someone asked to cancel the task (retask.cancel_requests): it
+--               was not run, or its program was stopped; recorded cancelled;
 --   taken       the task is not running that attempt (it was rescued): not run;
---   cancelled   a cancel request stopped its program. Nothing is recorded: the
---               caller records it (as lost if it was stopping, else as an error
---               with SQLSTATE 57014), with `error` and `context`;
+--   interrupted a cancel that was no task's request stopped its program (its
+--               worker stopping, pg_cancel_backend, or a cancel meant for
+--               another task of the batch). Nothing is recorded: the caller
+--               decides (lost if it was stopping, unrun if it cancelled for
+--               another task, else an error with SQLSTATE 57014), with `error`
+--               and `context`;
 --   unrun       not started, or stopped before it had its full time; nothing
 --               recorded: run it again in a new statement.
 -- The session's statement_timeout is the per-task timeout, and every task must
@@ -166,6 +171,7 @@ DECLARE
     ctx text;
     code text;
     timed_out boolean;
+    asked boolean;
     cut_at bigint;
     cut_state text;
     cut_error text;
@@ -179,6 +185,16 @@ BEGIN
     END IF;
     held := ARRAY(SELECT t FROM retask.lock_tasks(task_ids, attempts) t);
     FOREACH task IN ARRAY held LOOP
+        -- a task someone asked to cancel is not run: it ends cancelled
+        IF EXISTS (SELECT FROM retask.cancel_requests r WHERE r.task_id = task.task_id) THEN
+            n := n + 1;
+            ids[n] := task.task_id;
+            tries[n] := task.attempt_count;
+            ends[n] := 'cancelled';
+            starts[n] := clock_timestamp();
+            stops[n] := starts[n];
+            CONTINUE;
+        END IF;
         -- a program that caught the timeout's cancel itself spent the timer:
         -- the rest need a statement of their own
         IF n > 0 AND timeout > '0' AND clock_timestamp() - statement_timestamp() >= timeout THEN
@@ -215,7 +231,11 @@ BEGIN
         IF cache <> '' THEN
             PERFORM set_config('retask.run_' || task.program_id, cache, false);
         END IF;
-        IF code = '57014' THEN
+        -- a cancel its task's request sent (the worker cancels the statement
+        -- when told of one) ends that task, and the batch goes on
+        asked := coalesce(code = '57014', false)
+                 AND EXISTS (SELECT FROM retask.cancel_requests r WHERE r.task_id = task.task_id);
+        IF code = '57014' AND NOT asked THEN
             -- the timer starts a little before statement_timestamp(): a cancel
             -- this late is the timeout, not a request. Named as PostgreSQL names
             -- it in English, which record_attempts recognises whatever the
@@ -226,7 +246,7 @@ BEGIN
             END IF;
             IF n > 0 OR NOT timed_out THEN
                 cut_at := task.task_id;
-                cut_state := CASE WHEN timed_out THEN 'unrun' ELSE 'cancelled' END;
+                cut_state := CASE WHEN timed_out THEN 'unrun' ELSE 'interrupted' END;
                 cut_error := err;
                 cut_context := retask.program_error_context(ctx);
                 EXIT;
@@ -235,7 +255,7 @@ BEGIN
         n := n + 1;
         ids[n] := task.task_id;
         tries[n] := task.attempt_count;
-        ends[n] := CASE WHEN code IS NULL THEN 'finished' ELSE 'error' END;
+        ends[n] := CASE WHEN code IS NULL THEN 'finished' WHEN asked THEN 'cancelled' ELSE 'error' END;
         results[n] := res;
         errors[n] := err;
         codes[n] := code;
@@ -243,7 +263,7 @@ BEGIN
         starts[n] := began;
         stops[n] := ended;
         -- a timeout in the first program is its own: it had all the time there was
-        EXIT WHEN code = '57014';
+        EXIT WHEN code = '57014' AND NOT asked;
     END LOOP;
     -- the ones left to the caller were held here without their leases renewed
     -- (renewal skips locked rows): the time this statement took does not count
@@ -311,6 +331,12 @@ BEGIN
             PERFORM pg_catalog.pg_sleep(pg_catalog.date_part('epoch', idle));
             CONTINUE forever;
         END IF;
+        -- one someone asked to cancel while it was being taken is not run
+        IF EXISTS (SELECT FROM retask.cancel_requests r WHERE r.task_id OPERATOR(pg_catalog.=) task.task_id) THEN
+            PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count], ARRAY['cancelled']);
+            COMMIT;
+            CONTINUE forever;
+        END IF;
 
         BEGIN
             result := retask.run_program(task.program_id, task.params, path);
@@ -329,10 +355,13 @@ BEGIN
             WHEN query_canceled THEN
                 -- pg_cancel_backend (or a statement timeout) stops the worker; the
                 -- session lives on, so its task would never look abandoned: end the
-                -- attempt as lost before stopping
+                -- attempt as lost before stopping. A cancel of a task someone
+                -- asked to cancel (retask.cancel_tasks) ends that task alone.
+                cancelled := NOT EXISTS (SELECT FROM retask.cancel_requests r
+                                         WHERE r.task_id OPERATOR(pg_catalog.=) task.task_id);
                 PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
-                    ARRAY['lost'], NULL, ARRAY['process_tasks was cancelled during the task']);
-                cancelled := true;
+                    ARRAY[CASE WHEN cancelled THEN 'lost' ELSE 'cancelled' END], NULL,
+                    ARRAY['process_tasks was cancelled during the task']);
         END;
         PERFORM retask.reset_session();
         PERFORM pg_catalog.set_config('application_name', 'process_tasks', false);

@@ -5,13 +5,18 @@
 -- ends an attempt (a batch run in the database, a remote run, a rescue,
 -- process_tasks, the course's complete_task) records it through
 -- record_attempts. release_tasks undoes a take the database could not run or
--- record through no fault of the task: that attempt never counted.
+-- record through no fault of the task: that attempt never counted. By hand
+-- (operate.sql), retry_tasks schedules an ended task again and cancel_tasks
+-- ends a scheduled one; a running one it only asks to stop.
 --
 --   enqueue ─▶ scheduled ──take──▶ running ──finished──▶ finished
---               ▲  ▲                 │
---               │  └── attempts left ┤ error / lost (worker gone) / timed out
---               │                    ├── no attempts left ──▶ error
+--               ▲  ▲  │              │
+--               │  └──┼ attempts left┤ error / lost (worker gone) / timed out
+--               │     │              ├── no attempts left, or RT001 ──▶ error
+--               │     │              └── cancel requested ──▶ cancelled
+--               │     └── cancel ──────────────────────────▶ cancelled
 --               └────── release ─────┘ not the task's fault: the take is undone
+--   error, cancelled ──retry (by hand: a fresh budget of attempts)──▶ scheduled
 --
 -- An ending names the attempt it ends; if the task is no longer running that
 -- attempt (it was rescued, or rescued and taken again), nothing changes for it.
@@ -94,14 +99,20 @@ $$;
 --   'error'     the program failed: errors[i], codes[i] (its SQLSTATE) and
 --               contexts[i]. A statement timeout (57014 "...statement timeout")
 --               is recorded as "timed out after <timeout>";
---   'lost'      the worker stopped or vanished during it: errors[i] says how.
+--   'lost'      the worker stopped or vanished during it: errors[i] says how;
+--   'cancelled' stopped on a cancel request (retask.cancel_tasks).
 -- A failed or lost attempt sends its task back to 'scheduled' (after the retry
--- delay) while attempts are left, else to 'error'. started_at[i]/finished_at[i]
+-- delay) while attempts are left, else to 'error'. Two exceptions: an error
+-- with SQLSTATE RT001 (retask.fail_permanently) ends its task 'error' at once;
+-- and a task someone asked to cancel (retask.cancel_requests) ends
+-- 'cancelled', its attempt too, however the attempt ended short of
+-- finishing. A task that ends drops its cancel request. started_at[i]/finished_at[i]
 -- say when the attempt really ran (NULL: the take's time, and now). Arrays other
 -- than task_ids, attempts and outcomes may be NULL. Writes the task and its
 -- history row in one statement. Returns, for each task that was running that
 -- attempt, its status after, the outcome for the worker's report (finished,
--- retry, error: no attempts left, or lost) and the error as recorded; the
+-- retry, error: no attempts left or a permanent error, lost, or cancelled)
+-- and the error as recorded; the
 -- others are left alone and not returned.
 CREATE FUNCTION retask.record_attempts(
     task_ids bigint[], attempts integer[], outcomes text[],
@@ -123,19 +134,19 @@ BEGIN
         RAISE EXCEPTION 'record_attempts needs as many attempts and outcomes as task_ids'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF EXISTS (SELECT FROM unnest(outcomes) o WHERE o IS NULL OR o NOT IN ('finished', 'error', 'lost')) THEN
-        RAISE EXCEPTION 'an attempt ends as finished, error or lost'
+    IF EXISTS (SELECT FROM unnest(outcomes) o
+               WHERE o IS NULL OR o NOT IN ('finished', 'error', 'lost', 'cancelled')) THEN
+        RAISE EXCEPTION 'an attempt ends as finished, error, lost or cancelled'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     WITH ended AS (
         UPDATE retask.tasks t
-        SET status = CASE WHEN i.outcome = 'finished' THEN 'finished'
-                          WHEN t.attempt_count < t.max_attempts THEN 'scheduled'
-                          ELSE 'error' END,
+        SET status = coalesce(i.final, CASE WHEN t.attempt_count < t.max_attempts THEN 'scheduled'
+                                            ELSE 'error' END),
             started = coalesce(i.started_at, t.started),
             finished = coalesce(i.finished_at, clock_timestamp()),
             lease_expires_at = NULL,
-            run_after = CASE WHEN i.outcome <> 'finished' AND t.attempt_count < t.max_attempts
+            run_after = CASE WHEN i.final IS NULL AND t.attempt_count < t.max_attempts
                              THEN clock_timestamp() + retask.retry_delay_after(
                                       t.attempt_count, t.retry_backoff, t.retry_delay, t.retry_delay_max)
                              ELSE t.run_after END,
@@ -145,7 +156,16 @@ BEGIN
                                   || coalesce(E'\n' || nullif(i.context, ''), '') END
         FROM (
             SELECT u.*,
-                   CASE WHEN u.code = '57014' AND u.error LIKE '%statement timeout%'
+                   -- the status the attempt's end decides by itself, the retry rule aside
+                   CASE WHEN u.outcome = 'finished' THEN 'finished'
+                        WHEN u.outcome = 'cancelled' OR r.task_id IS NOT NULL THEN 'cancelled'
+                        WHEN u.outcome = 'error' AND u.code = 'RT001' THEN 'error' END AS final,
+                   CASE WHEN u.outcome <> 'finished' AND (u.outcome = 'cancelled' OR r.task_id IS NOT NULL)
+                        THEN CASE WHEN u.outcome = 'cancelled' OR u.code = '57014' OR u.error IS NULL
+                                  THEN coalesce('cancelled by ' || r.requested_by, 'cancelled')
+                                  ELSE u.error || coalesce('; cancelled by ' || r.requested_by, '')
+                                       || ', not retried' END
+                        WHEN u.code = '57014' AND u.error LIKE '%statement timeout%'
                              AND coalesce(record_attempts.timeout, u.finished_at - u.started_at) IS NOT NULL
                         THEN format('timed out after %s ms', round(extract(epoch FROM
                                  coalesce(record_attempts.timeout, u.finished_at - u.started_at)) * 1000))
@@ -154,11 +174,16 @@ BEGIN
                         record_attempts.results, record_attempts.errors, record_attempts.codes,
                         record_attempts.contexts, record_attempts.started_at, record_attempts.finished_at)
                  AS u(task_id, attempt, outcome, result, error, code, context, started_at, finished_at)
+            LEFT JOIN retask.cancel_requests r ON r.task_id = u.task_id
         ) i
         WHERE t.task_id = i.task_id AND t.task_id = ANY (record_attempts.task_ids)
           AND t.status = 'running' AND t.attempt_count = i.attempt
         RETURNING t.task_id, t.status, t.attempt_count, t.started, t.finished, t.run_after, t.pid,
-                  t.worker, i.outcome, i.message, nullif(i.context, '') AS context
+                  t.worker, CASE WHEN t.status = 'cancelled' THEN 'cancelled' ELSE i.outcome END AS outcome,
+                  i.message, nullif(i.context, '') AS context
+    ), cleared AS (
+        DELETE FROM retask.cancel_requests r USING ended e
+        WHERE r.task_id = e.task_id AND e.status <> 'scheduled'
     ), logged AS (
         INSERT INTO retask.task_attempts (task_id, attempt, started, finished, outcome, error, context, pid, worker)
         SELECT e.task_id, e.attempt_count, e.started, e.finished, e.outcome,

@@ -32,7 +32,7 @@ export interface PoolOptions {
   /** Seconds to wait for a connection to open (default: the target's, else 10). */
   connectTimeout?: number;
   /** Called on every NOTIFY the connection receives. */
-  onNotify?: (channel: string) => void;
+  onNotify?: (channel: string, payload: string) => void;
   /** Called when a connection of the pool closes. */
   onClose?: () => void;
 }
@@ -100,7 +100,9 @@ export function openPool(target: ConnectionTarget, options: PoolOptions): Sql {
     connect_timeout: options.connectTimeout ?? target.connectTimeout ?? CONNECT_TIMEOUT_S,
     max_pipeline: 1000,
     onnotice: () => {},
-    onnotify: options.onNotify ? (channel: string) => options.onNotify!(channel) : undefined,
+    onnotify: options.onNotify
+      ? (channel: string, payload: string) => options.onNotify!(channel, payload)
+      : undefined,
     onclose: options.onClose ? () => options.onClose!() : undefined,
     types: { bigint: bigintAsNumber },
     connection: { application_name: applicationName, ...options.settings },

@@ -33,6 +33,7 @@ export const FUNCTION_FILES: readonly string[] = [
   "render.sql",
   "run.sql",
   "schedules.sql",
+  "operate.sql",
   "privileges.sql",
 ];
 

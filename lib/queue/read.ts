@@ -10,13 +10,13 @@ import { DEFAULT_SCHEMA } from "../db/schema.ts";
 import type { AttemptEnd } from "../worker/outcome.ts";
 import { findProgram, type InSchema } from "./programs.ts";
 
-/** The four statuses a task can have, in life-cycle order. */
-export const STATUSES = ["scheduled", "running", "finished", "error"] as const;
+/** The statuses a task can have, in life-cycle order. */
+export const STATUSES = ["scheduled", "running", "finished", "error", "cancelled"] as const;
 
 /** A task's status. */
 export type TaskStatus = typeof STATUSES[number];
 
-/** Checks a status given by a person; anything else is an input error listing the four. */
+/** Checks a status given by a person; anything else is an input error listing them. */
 export function parseStatus(text: string): TaskStatus {
   const status = text.trim().toLowerCase();
   if ((STATUSES as readonly string[]).includes(status)) return status as TaskStatus;
@@ -129,7 +129,7 @@ export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promis
     SELECT status, count(*)::int AS n FROM ${sql(schema)}.tasks
     WHERE ${programId}::bigint IS NULL OR program_id = ${programId}::bigint
     GROUP BY status`;
-  const counts = { scheduled: 0, running: 0, finished: 0, error: 0, total: 0 };
+  const counts = { scheduled: 0, running: 0, finished: 0, error: 0, cancelled: 0, total: 0 };
   for (const row of rows) {
     counts[row.status] = row.n;
     counts.total += row.n;
@@ -141,7 +141,10 @@ export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promis
 /** One ended attempt of a task, from its history. */
 export interface Attempt {
   attempt: number;
-  /** `finished`, `error` (the program raised), or `lost` (the worker vanished). */
+  /**
+   * `finished`, `error` (the program raised), `lost` (the worker vanished), or
+   * `cancelled` (someone asked to cancel the task).
+   */
   outcome: AttemptEnd;
   started: Date | null;
   finished: Date;

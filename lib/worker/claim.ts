@@ -111,3 +111,20 @@ export async function rescueLostTasks(
                                              ${held.map((t) => t.attempt)}::integer[]) AS rescued`;
   return row.rescued;
 }
+
+/**
+ * Of the attempts this worker holds, the tasks someone asked to cancel
+ * (`retask cancel`): the worker is told of each by a notification, and asks
+ * here too, in case one was sent while it was not listening.
+ */
+export async function cancelRequested(
+  home: Sql,
+  schema: string,
+  held: readonly ClaimedTask[],
+): Promise<number[]> {
+  if (held.length === 0) return [];
+  const rows = await home<{ task_id: number }[]>`
+    SELECT task_id FROM ${home(schema)}.cancel_requests
+    WHERE task_id = ANY (${held.map((t) => t.taskId)}::bigint[])`;
+  return rows.map((r) => r.task_id);
+}

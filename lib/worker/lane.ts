@@ -62,8 +62,14 @@ export interface LaneHandle {
   readonly ctx: LaneContext;
   /** True once the worker asked the lane to cut its batch short. */
   readonly aborting: boolean;
-  /** Keeps a running query cancellable by {@link Lane.abort}; returns its release. */
-  track(query: { cancel(): void }): () => void;
+  /**
+   * Keeps a running query cancellable by {@link Lane.abort}, and by
+   * {@link Lane.cancelTask} of one of `taskIds` (the tasks it runs); returns
+   * its release.
+   */
+  track(query: { cancel(): void }, taskIds: readonly number[]): () => void;
+  /** How many queries the lane has cancelled for cancel requests so far. */
+  readonly cancelsSent: number;
   /** Replaces a connection that is lost or left in a bad state. */
   reopen(): void;
   /** Replaces a lost connection; true if the server answers on the new one. */
@@ -85,7 +91,11 @@ export class Lane implements LaneHandle {
   #aborting = false;
   // a new lane starts with one task, and learns
   #capacity = 1;
-  readonly #inflight = new Set<{ cancel(): void }>();
+  // running queries, and the tasks each runs
+  readonly #inflight = new Map<{ cancel(): void }, readonly number[]>();
+  #cancelsSent = 0;
+  // tasks of the current batch the lane has cancelled a query for
+  readonly #cancelledFor = new Set<number>();
 
   /** `open` makes the lane's connection pool (again, if one stalls). */
   constructor(open: () => Sql, ctx: LaneContext) {
@@ -120,6 +130,7 @@ export class Lane implements LaneHandle {
   /** Starts running `tasks`; `onDone` is called when the lane is idle again. */
   start(tasks: readonly ClaimedTask[], onDone: () => void): void {
     this.#held = tasks;
+    this.#cancelledFor.clear();
     this.#running = this.#run(tasks).catch((error) => {
       this.ctx.log({ level: "warn", message: `a lane failed: ${errorMessage(error)}` });
     }).finally(() => {
@@ -137,7 +148,32 @@ export class Lane implements LaneHandle {
   /** Cuts the batch short: cancels running programs; their attempts end lost. */
   abort(): void {
     this.#aborting = true;
-    for (const query of this.#inflight) query.cancel();
+    for (const query of this.#inflight.keys()) query.cancel();
+  }
+
+  /**
+   * Someone asked to cancel task `taskId` (`retask cancel`): if a query of
+   * this lane is running it, that query is cancelled. The program stops, and
+   * the database records the attempt cancelled; other tasks of its batch go
+   * again uncharged.
+   */
+  cancelTask(taskId: number): void {
+    // once per task: a cancel that stopped another task of the batch, which
+    // goes again, must not stop it again (the statement skips the task asked
+    // for when it comes to it)
+    if (this.#cancelledFor.has(taskId)) return;
+    for (const [query, taskIds] of this.#inflight) {
+      if (!taskIds.includes(taskId)) continue;
+      this.#cancelledFor.add(taskId);
+      this.#cancelsSent++;
+      // postgres.js sends the cancel on a connection of its own: if that
+      // fails, the request still stands, and the attempt's end honours it
+      Promise.resolve(query.cancel() as unknown).catch(() => {});
+    }
+  }
+
+  get cancelsSent(): number {
+    return this.#cancelsSent;
   }
 
   /** Opens the lane's connection now, so a server that refuses it fails the start, not a batch. */
@@ -150,8 +186,8 @@ export class Lane implements LaneHandle {
     return this.#sql.end({ timeout: 1 });
   }
 
-  track(query: { cancel(): void }): () => void {
-    this.#inflight.add(query);
+  track(query: { cancel(): void }, taskIds: readonly number[]): () => void {
+    this.#inflight.set(query, taskIds);
     return () => this.#inflight.delete(query);
   }
 

@@ -25,7 +25,7 @@ import {
 /** A row of `run_tasks`: what became of one task of the batch. */
 interface RunRow {
   task_id: number;
-  outcome: RecordedRow["outcome"] | "taken" | "cancelled" | "unrun";
+  outcome: RecordedRow["outcome"] | "taken" | "interrupted" | "unrun";
   status: RecordedRow["status"];
   error: string | null;
   context: string | null;
@@ -56,11 +56,16 @@ export async function runLocal(
     if (lane.aborting) return [...pending];
     const batch = single ? pending.slice(0, 1) : pending;
     const started = performance.now();
+    // a cancel the lane sent for a cancel request may stop another task
+    // than the one asked for: that one goes again, uncharged
+    const cancelsBefore = lane.cancelsSent;
     let rows: RunRow[];
     try {
       rows = await runStatement(lane, batch);
     } catch (error) {
       if (lane.aborting) throw error;
+      const { code: sqlstate } = error as { code?: string };
+      if (sqlstate === "57014" && lane.cancelsSent !== cancelsBefore) continue;
       const connectionLost = isConnectionError(error);
       // a server that does not answer: the lane records the batch as lost
       if (connectionLost && (ctx.stopping.aborted || !(await lane.recover()))) throw error;
@@ -91,10 +96,12 @@ export async function runLocal(
     const unrun: ClaimedTask[] = [];
     for (const row of rows) {
       const task = byId.get(row.task_id)!;
-      if (row.outcome === "cancelled") {
+      if (row.outcome === "interrupted" && !lane.aborting && lane.cancelsSent !== cancelsBefore) {
+        unrun.push(task);
+      } else if (row.outcome === "interrupted") {
         // a cancel the worker did not send is the attempt's failure
-        const cancelled = failed(task, row.error ?? "", "57014", row.context, row.duration_ms);
-        cut.push(unlessStopping(cancelled, lane.aborting));
+        const stopped = failed(task, row.error ?? "", "57014", row.context, row.duration_ms);
+        cut.push(unlessStopping(stopped, lane.aborting));
       } else if (row.outcome === "unrun") {
         unrun.push(task);
       } else {
@@ -102,7 +109,7 @@ export async function runLocal(
       }
     }
     const recorded = rows.filter((r): r is RunRow & RecordedRow =>
-      r.outcome !== "taken" && r.outcome !== "cancelled" && r.outcome !== "unrun"
+      r.outcome !== "taken" && r.outcome !== "interrupted" && r.outcome !== "unrun"
     );
     lane.report(reportOf(ran, recorded, ctx.worker), ran.map((r) => r.task));
     if (cut.length > 0) await record(lane, cut);
@@ -140,9 +147,10 @@ async function runStatement(lane: LaneHandle, batch: readonly ClaimedTask[]): Pr
     FROM ${sql(lane.ctx.schema)}.run_tasks(${batch.map((t) => t.taskId)}::bigint[],
                                            ${batch.map((t) => t.attempt)}::integer[],
                                            max_result_bytes => ${lane.ctx.maxResultBytes}::integer)`;
-  const untrack = lane.track(query);
+  const untrack = lane.track(query, batch.map((t) => t.taskId));
   try {
-    const ran = settle(query);
+    // not cancellable once it has ended: a cancel would hit the next statement
+    const ran = settle(query).finally(untrack);
     const disarmed = settle(sql`SELECT set_config('statement_timeout', '0', false)`);
     // only a stall is fatal here: if setting the timeout failed, run_tasks still
     // ran (and may have committed), and its own result says how

@@ -16,6 +16,7 @@
  * @module
  */
 import {
+  cancelRequested,
   type ClaimedTask,
   claimTasks,
   renewLeases,
@@ -38,6 +39,8 @@ import type { TaskOutcome, WorkerLog } from "./outcome.ts";
 import { TakingPause } from "./pause.ts";
 import { allowedServers, RemotePools } from "./remote.ts";
 import { Scheduler } from "./schedule.ts";
+import { Retention } from "./retention.ts";
+import { formatAge } from "../queue/operate.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./settings.ts";
 
@@ -70,6 +73,8 @@ export interface WorkerSummary {
   errored: number;
   /** Attempts that ended lost. */
   lost: number;
+  /** Attempts cancelled on request (`retask cancel`). */
+  cancelled: number;
   /** `drained`: nothing was left to do (with `drain`); `signal`: it was asked to stop. */
   stopped: "drained" | "signal";
 }
@@ -115,6 +120,7 @@ export async function runWorker(
     retried: 0,
     errored: 0,
     lost: 0,
+    cancelled: 0,
     stopped: "signal",
   };
   const log = (entry: WorkerLog) => onLog?.(entry);
@@ -122,12 +128,17 @@ export async function runWorker(
   const pause = new TakingPause(log);
   // every worker fires due schedules, but not one that drains: it would never run out of tasks
   const scheduler = settings.drain ? null : new Scheduler(schema, log);
+  // with --retention, tasks that ended long ago are deleted now and then
+  const retention = settings.retentionMs === undefined
+    ? null
+    : new Retention(target, { applicationName, schema, retentionMs: settings.retentionMs, log });
   const report = (events: TaskOutcome[]) => {
     if (events.length > 0) pause.recorded();
     for (const event of events) {
       if (event.outcome === "finished") summary.finished++;
       else if (event.outcome === "retry") summary.retried++;
       else if (event.outcome === "error") summary.errored++;
+      else if (event.outcome === "cancelled") summary.cancelled++;
       else summary.lost++;
       try {
         onOutcome?.(event);
@@ -144,7 +155,12 @@ export async function runWorker(
   const openHome = () =>
     openPool(target, { max: 1, applicationName, settings: { synchronous_commit: "off" } });
   let home = openHome();
-  const listener = new Listener(target, applicationName, () => wake.ring());
+  const listener = new Listener(target, applicationName, {
+    onWake: () => wake.ring(),
+    // the lane running that task (if any here) cancels its program
+    onCancel: (taskId) => lanes.forEach((lane) => lane.cancelTask(taskId)),
+    schema,
+  });
   const remote = new RemotePools({
     schema,
     allowed,
@@ -200,10 +216,16 @@ export async function runWorker(
     }
     log({ level: "info", message: `worker ${worker} started (${describe(settings)})` });
     started = true;
+    retention?.start();
     summary.stopped = await loop();
   } finally {
     await stopLanes();
-    await Promise.all([home.end({ timeout: 1 }), listener.close(), remote.close()]);
+    await Promise.all([
+      home.end({ timeout: 1 }),
+      listener.close(),
+      remote.close(),
+      retention?.close(),
+    ]);
     await Promise.all(lanes.map((lane) => lane.close()));
     // a worker that never started has only its error to say
     if (started) log({ level: "info", message: `worker ${worker} stopped (${summary.stopped})` });
@@ -226,6 +248,10 @@ export async function runWorker(
         if (performance.now() >= nextRenewal) {
           const held = lanes.flatMap((lane) => lane.held);
           await withinStall(renewLeases(home, schema, held, settings.leaseMs));
+          // a cancel notification sent while not listening is not lost for long
+          for (const id of await withinStall(cancelRequested(home, schema, held))) {
+            lanes.forEach((lane) => lane.cancelTask(id));
+          }
           nextRenewal = performance.now() + settings.leaseMs / 3;
         }
         if (performance.now() >= nextRescue) {
@@ -355,5 +381,6 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 function describe(s: WorkerSettings): string {
   return `concurrency ${s.concurrency}, batch size ${s.batchSize}, lease ${s.leaseMs} ms, ` +
     `task timeout ${s.taskTimeoutMs === 0 ? "none" : `${s.taskTimeoutMs} ms`}` +
-    (s.drain ? ", draining" : "");
+    (s.drain ? ", draining" : "") +
+    (s.retentionMs !== undefined ? `, retention ${formatAge(s.retentionMs)}` : "");
 }

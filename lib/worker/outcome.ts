@@ -3,23 +3,28 @@
  * @module
  */
 
-/** How an attempt ended, as its history records it: finished, error, or lost (its worker went). */
-export type AttemptEnd = "finished" | "error" | "lost";
+/**
+ * How an attempt ended, as its history records it: finished, error, lost (its
+ * worker went), or cancelled (someone asked: `retask cancel`).
+ */
+export type AttemptEnd = "finished" | "error" | "lost" | "cancelled";
 
 /**
  * What an ended attempt means for its task, as `record_attempts` says it:
  * `finished`; `retry` (it failed, the task is scheduled again); `error` (it
- * failed and was the last attempt); `lost` (the worker stopped or lost its
- * connection before the attempt ended; `status` says what became of the task).
+ * failed and was the last attempt, or failed permanently: SQLSTATE RT001);
+ * `lost` (the worker stopped or lost its connection before the attempt ended;
+ * `status` says what became of the task); `cancelled` (someone asked to cancel
+ * the task: it ends with no retry).
  */
-export type Outcome = "finished" | "retry" | "error" | "lost";
+export type Outcome = "finished" | "retry" | "error" | "lost" | "cancelled";
 
 /**
  * The status a task has after the attempt, as the database recorded it. (An
  * attempt the database no longer held when the worker came to record it, such
  * as one whose take a crash undid, is reported by no event at all.)
  */
-export type StatusAfter = "finished" | "scheduled" | "error";
+export type StatusAfter = "finished" | "scheduled" | "error" | "cancelled";
 
 /** One attempt of one task, as the worker saw it end and the database recorded it. */
 export interface TaskOutcome {

@@ -57,6 +57,19 @@ export function lost(task: ClaimedTask, reason: string, durationMs = 0): Attempt
   return { task, end: "lost", result: null, error: reason, code: null, context: null, durationMs };
 }
 
+/** An attempt not run, or stopped, because someone asked to cancel its task. */
+export function cancelled(task: ClaimedTask, durationMs = 0): AttemptResult {
+  return {
+    task,
+    end: "cancelled",
+    result: null,
+    error: null,
+    code: null,
+    context: null,
+    durationMs,
+  };
+}
+
 /**
  * A program cancelled (57014) while its worker is stopping did not fail: the
  * worker cut it short, so its attempt is lost, not an error.

@@ -22,6 +22,7 @@ import { settle } from "./local.ts";
 import type { TaskOutcome } from "./outcome.ts";
 import {
   type AttemptResult,
+  cancelled,
   failed,
   finished,
   lost,
@@ -185,20 +186,28 @@ export async function runRemote(
   const { sql, ctx } = lane;
   const [begun, locking] = await withinStall(Promise.all([
     settle(sql`BEGIN`),
-    settle(sql<{ task_id: number }[]>`
-      SELECT task_id FROM ${sql(ctx.schema)}.lock_tasks(${tasks.map((t) => t.taskId)}::bigint[],
-                                                       ${tasks.map((t) => t.attempt)}::integer[])`),
+    settle(sql<{ task_id: number; cancel: boolean }[]>`
+      SELECT l.task_id, EXISTS (SELECT FROM ${sql(ctx.schema)}.cancel_requests r
+                                WHERE r.task_id = l.task_id) AS cancel
+      FROM ${sql(ctx.schema)}.lock_tasks(${tasks.map((t) => t.taskId)}::bigint[],
+                                         ${tasks.map((t) => t.attempt)}::integer[]) l`),
   ]));
   if (!begun.ok) throw begun.error;
   if (!locking.ok) throw locking.error;
   const locked = new Set(locking.value.map((r) => r.task_id));
+  // someone asked to cancel these meanwhile: they are not run
+  const asked = new Set(locking.value.filter((r) => r.cancel).map((r) => r.task_id));
   // a task not locked was rescued (and maybe retaken) since it was taken: not ours to run
   const mine = tasks.filter((t) => locked.has(t.taskId));
   const taken = tasks.filter((t) => !locked.has(t.taskId)).map((task) => ({ task, durationMs: 0 }));
   const results = await Promise.all(mine.map(async (task) => {
+    if (asked.has(task.taskId)) return cancelled(task);
     if (lane.aborting) return lost(task, STOPPED);
     let untrack = () => {};
-    const result = await ctx.remote.run(task, (query) => (untrack = lane.track(query)));
+    const result = await ctx.remote.run(
+      task,
+      (query) => (untrack = lane.track(query, [task.taskId])),
+    );
     untrack();
     return unlessStopping(result, lane.aborting);
   }));

@@ -4,6 +4,7 @@
  * @module
  */
 import { RetaskError } from "../errors.ts";
+import { parseAge } from "../queue/operate.ts";
 
 /** How a worker runs. Every field has a default ({@link WORKER_DEFAULTS}). */
 export interface WorkerSettings {
@@ -30,6 +31,11 @@ export interface WorkerSettings {
   drain: boolean;
   /** Database name on remote servers; default: the main connection's. */
   remoteDatabase?: string;
+  /**
+   * Delete tasks that ended longer ago than this (ms), with their history,
+   * every few minutes, one worker at a time. Default: keep them.
+   */
+  retentionMs?: number;
   /**
    * The servers remote tasks may run on: `HOST:PORT` (the worker's user, no
    * password: a trust or passfile login), or a `postgres://` URL with that
@@ -117,6 +123,8 @@ export interface WorkFlags {
   remoteDatabase?: string;
   /** Repeatable. */
   remoteHost?: string[];
+  /** An age with a unit: 30d. */
+  retention?: string;
 }
 
 const FLAG_KEYS: Record<Numeric, keyof WorkFlags> = {
@@ -149,6 +157,9 @@ export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
     settings.remoteDatabase = flags.remoteDatabase;
   }
   settings.remoteHosts = (flags.remoteHost ?? []).map(checkRemoteHost);
+  if (flags.retention !== undefined) {
+    settings.retentionMs = parseAge("--retention", flags.retention);
+  }
   return settings;
 }
 
@@ -173,6 +184,10 @@ export function resolveSettings(partial: Partial<WorkerSettings>): WorkerSetting
   const settings = { ...WORKER_DEFAULTS, ...partial };
   for (const key of Object.keys(BOUNDS) as Numeric[]) {
     if (!inBounds(key, settings[key])) throw outOfBounds(key, key, String(settings[key]));
+  }
+  const retention = settings.retentionMs;
+  if (retention !== undefined && !(Number.isSafeInteger(retention) && retention >= 0)) {
+    throw new RetaskError("usage", `retentionMs must be 0 or more milliseconds, got ${retention}`);
   }
   return settings;
 }

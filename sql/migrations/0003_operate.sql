@@ -5,7 +5,9 @@
 
 -- 'cancelled': a task stopped by hand, and the attempt a cancel cut short.
 -- The status and outcome checks are replaced whatever they were named (a
--- course-era table has its own).
+-- course-era table has its own). A retry by hand gives a task a fresh budget
+-- of attempts on top of those it used, so a task's max_attempts may pass 100
+-- (a budget given by a person is still 1 to 100).
 DO $$
 DECLARE
     check_ record;
@@ -15,7 +17,7 @@ BEGIN
         FROM pg_catalog.pg_constraint c
         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
         WHERE c.contype = 'c' AND cardinality(c.conkey) = 1
-          AND ((c.conrelid = 'retask.tasks'::regclass AND a.attname = 'status')
+          AND ((c.conrelid = 'retask.tasks'::regclass AND a.attname IN ('status', 'max_attempts'))
                OR (c.conrelid = 'retask.task_attempts'::regclass AND a.attname = 'outcome'))
     LOOP
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', check_.rel, check_.conname);
@@ -23,6 +25,8 @@ BEGIN
 END $$;
 ALTER TABLE retask.tasks ADD CONSTRAINT tasks_status_check
     CHECK (status IN ('scheduled', 'running', 'finished', 'error', 'cancelled'));
+ALTER TABLE retask.tasks ADD CONSTRAINT tasks_max_attempts_check
+    CHECK (max_attempts BETWEEN 1 AND 1000000);
 ALTER TABLE retask.task_attempts ADD CONSTRAINT task_attempts_outcome_check
     CHECK (outcome IN ('finished', 'error', 'lost', 'cancelled'));
 
@@ -39,8 +43,9 @@ ALTER TABLE retask.tasks
     -- while a task with this key is scheduled or running, enqueueing the same
     -- program and key returns that task
     ADD COLUMN key text CHECK (length(key) BETWEEN 1 AND 1000),
-    -- when a running task was asked to stop
-    ADD COLUMN cancel_requested timestamptz;
+    -- the attempts it had used when last retried by hand: its budget is
+    -- max_attempts - retried_after
+    ADD COLUMN retried_after integer NOT NULL DEFAULT 0 CHECK (retried_after >= 0);
 
 -- Take order: priority (higher first), then run_after, then id.
 DROP INDEX IF EXISTS retask.tasks_runnable_idx;
@@ -53,6 +58,16 @@ CREATE INDEX tasks_program_status_idx ON retask.tasks (program_id, status, task_
 -- prune: ended tasks by when they ended
 CREATE INDEX tasks_ended_idx ON retask.tasks (finished)
     WHERE status IN ('finished', 'error', 'cancelled');
+
+-- A task someone asked to stop while it ran (or was being taken). No foreign
+-- key: checking one would wait for the lock its worker holds while the program
+-- runs. The attempt's recording (record_attempts) ends the task 'cancelled'
+-- and removes the request; deleting a task removes its request too.
+CREATE TABLE retask.cancel_requests (
+    task_id      bigint PRIMARY KEY,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    requested_by text NOT NULL DEFAULT session_user
+);
 
 -- A program enqueued on a cron expression. next_run_at is the next slot to
 -- enqueue: a worker that finds it due moves it on (compare and set, so each

@@ -69,7 +69,7 @@ Deno.test("retask status", async (t) => {
       assert.match(lines[3], ended(ids.third, "third", "finished", "3 of 3", "third time lucky"));
       assert.match(lines[4], ended(ids.ok, "ok", "finished", "1 of 3", "ok"));
       assert.equal(lines[5], "");
-      assert.equal(lines[6], "scheduled 1  running 0  finished 2  error 1");
+      assert.equal(lines[6], "scheduled 1  running 0  finished 2  error 1  cancelled 0");
       assert.ok(!run.stdout.includes("\x1b["), "no colours when piped");
     });
 
@@ -85,7 +85,7 @@ Deno.test("retask status", async (t) => {
       assert.match(lines[1], new RegExp(`^ *${ids.later}  ok `));
       assert.equal(
         lines[3],
-        "scheduled 1  running 0  finished 1  error 0  (showing the newest 1 of 2)",
+        "scheduled 1  running 0  finished 1  error 0  cancelled 0  (showing the newest 1 of 2)",
       );
       const none = await runCli(["status", "--status", "running"], db.url);
       assert.match(none.stdout, /^no tasks match\n/);
@@ -96,7 +96,14 @@ Deno.test("retask status", async (t) => {
       const out = JSON.parse(run.stdout);
       assert.deepEqual(Object.keys(out), ["tasks", "counts", "matching", "schedules"]);
       assert.deepEqual(out.schedules, []);
-      assert.deepEqual(out.counts, { scheduled: 1, running: 0, finished: 2, error: 1, total: 4 });
+      assert.deepEqual(out.counts, {
+        scheduled: 1,
+        running: 0,
+        finished: 2,
+        error: 1,
+        cancelled: 0,
+        total: 4,
+      });
       assert.equal(out.matching, 4);
       assert.equal(out.tasks.length, 2);
       assert.deepEqual(Object.keys(out.tasks[1]), [
@@ -171,7 +178,7 @@ Deno.test("retask status", async (t) => {
         [["status", "0"], /^retask: task id must be/],
         [
           ["status", "--status", "done"],
-          /^retask: unknown status "done"; use one of scheduled, running, finished, error$/,
+          /^retask: unknown status "done"; use one of scheduled, running, finished, error, cancelled$/,
         ],
         [["status", "--program", "nope"], /^retask: unknown program "nope"; registered: ok/],
         [["status", "--limit", "0"], /^retask: --limit must be a positive whole number/],

@@ -384,7 +384,7 @@ Deno.test("the worker's SQL: record_attempts and renew_leases", async () => {
     );
     await assert.rejects(
       sql`SELECT * FROM retask.record_attempts('{1}', '{1}', '{done}')`,
-      /an attempt ends as finished, error or lost/,
+      /an attempt ends as finished, error, lost or cancelled/,
     );
 
     // renew_leases: extends and re-points held attempts, skips stale and locked ones
