@@ -3,7 +3,8 @@
  * fresh database of its own: worker throughput on no-op and on "lucky" tasks
  * (retries included) at several concurrencies, enqueue rates, pickup latency
  * with an idle worker, take and enqueue cost with a million finished tasks in
- * the table, and the worker's memory over a long drain. A table, or `--json`.
+ * the table, the worker's memory over a long drain, and what pruning a million
+ * old tasks costs a drain beside it (bench/prune.ts). A table, or `--json`.
  *
  * Uses `--database-url` or `DATABASE_URL` (else the embedded server) to create
  * and drop databases named `retask_bench_*`.
@@ -24,12 +25,23 @@ import {
 import { dropDatabasesOnSignal, serverUrl } from "../tests/harness/mod.ts";
 import { enqueueRates, finishedRowsCost, memoryRun, throughput } from "./measure.ts";
 import { pickupLatency, prepareRetask } from "./retask.ts";
+import { pruneCost } from "./prune.ts";
+import { parseInteger } from "../cli/parse.ts";
 
-const SECTIONS = ["throughput", "lucky", "enqueue", "latency", "finished", "memory"] as const;
+const SECTIONS = [
+  "throughput",
+  "lucky",
+  "enqueue",
+  "latency",
+  "finished",
+  "memory",
+  "prune",
+] as const;
 type Section = typeof SECTIONS[number];
 
 const USAGE = `usage: deno task bench [options]
-  --only <list>          sections to run (default all): ${SECTIONS.join(", ")}
+  --only <list>          sections to run (default all but prune, which takes ~10 minutes):
+                         ${SECTIONS.join(", ")}
   --tasks <n>            no-op tasks per throughput run (default 20000)
   --concurrency <list>   worker concurrencies to measure (default 1,4,16)
   --lucky-tasks <n>      retask.lucky tasks per run, 30% success per attempt (default 5000)
@@ -40,6 +52,9 @@ const USAGE = `usage: deno task bench [options]
   --finished-rows <n>    finished tasks added before measuring take/enqueue again (default 1000000)
   --ops <n>              takes and enqueues timed before and after (default 1000)
   --memory-tasks <n>     tasks of the long drain whose RSS is sampled (default 1000000)
+  --prune-rows <n>       old ended tasks pruned beside a drain (default 1000000)
+  --prune-tasks <n>      no-op tasks of that drain (default 100000)
+  --rest-ratios <list>   prune's rest after each batch, per measurement (default 0,4)
   --worker-args=<flags> extra flags for every retask work (e.g. --worker-args="--batch-size 50")
   --timeout <s>          bound on each measurement (default 900)
   --database-url <url>   server to create the benchmark databases on
@@ -61,6 +76,9 @@ function options() {
       "finished-rows": { type: "string", default: "1000000" },
       ops: { type: "string", default: "1000" },
       "memory-tasks": { type: "string", default: "1000000" },
+      "prune-rows": { type: "string", default: "1000000" },
+      "prune-tasks": { type: "string", default: "100000" },
+      "rest-ratios": { type: "string", default: "0,4" },
       "worker-args": { type: "string", default: "" },
       timeout: { type: "string", default: "900" },
       "database-url": { type: "string" },
@@ -68,7 +86,8 @@ function options() {
       help: { type: "boolean", default: false },
     },
   });
-  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean) ?? [...SECTIONS];
+  const only = values.only?.split(",").map((s) => s.trim()).filter(Boolean) ??
+    SECTIONS.filter((s) => s !== "prune");
   const unknown = only.filter((s) => !SECTIONS.includes(s as Section));
   if (unknown.length > 0) throw usageError(`unknown section(s): ${unknown.join(", ")}`);
   return {
@@ -89,6 +108,11 @@ function options() {
     finishedRows: countFlag("finished-rows", values["finished-rows"]),
     ops: countFlag("ops", values.ops, 100_000),
     memoryTasks: countFlag("memory-tasks", values["memory-tasks"]),
+    pruneRows: countFlag("prune-rows", values["prune-rows"]),
+    pruneTasks: countFlag("prune-tasks", values["prune-tasks"]),
+    restRatios: values["rest-ratios"].split(",").map((r) =>
+      parseInteger("--rest-ratios", r, { min: 0, max: 100, code: "usage" })
+    ),
     workerArgs: values["worker-args"].split(/\s+/).filter(Boolean),
     timeoutMs: countFlag("timeout", values.timeout, 86_400) * 1000,
   };
@@ -203,6 +227,27 @@ async function main(): Promise<number> {
       `${fmt(r.earlyMiB, 1)} → ${fmt(r.lateMiB, 1)} (${fmt(r.maxMiB, 1)})`,
       `${fmt(r.tasks)} tasks at ${fmt(r.tasksPerSec)}/s, ${r.samplesMiB.length} samples`,
     );
+  }
+  if (opts.only.has("prune")) {
+    const r = await pruneCost({
+      ...o,
+      oldRows: opts.pruneRows,
+      tasks: opts.pruneTasks,
+      batchSize: 1000,
+    }, opts.restRatios);
+    figures.prune = r;
+    row(
+      "drain tasks/s alone, before → after",
+      `${fmt(r.alone[0].tasksPerSec)} → ${fmt(r.alone[1].tasksPerSec)}`,
+      `${fmt(opts.pruneTasks)} no-op tasks, ${fmt(opts.pruneRows)} old ones in the table`,
+    );
+    for (const p of r.pruning) {
+      row(
+        `  while pruning them, rest ratio ${p.restRatio}`,
+        `${fmt(p.whilePruningPerSec)} (${fmt(p.cost * 100)}%)`,
+        `${fmt(p.pruned)} pruned in ${fmt(p.pruneSeconds, 1)} s, batches of 1000`,
+      );
+    }
   }
 
   const loadAfter = Deno.loadavg().map((l) => Math.round(l * 100) / 100);
