@@ -16,6 +16,7 @@ import { retryCommand } from "./commands/retry.ts";
 import { cancelCommand } from "./commands/cancel.ts";
 import { deleteCommand } from "./commands/delete.ts";
 import { pruneCommand } from "./commands/prune.ts";
+import { pauseCommand, resumeCommand } from "./commands/pause.ts";
 import { toRetaskError } from "./lib/errors.ts";
 import { escapeControl } from "./cli/format.ts";
 
@@ -54,6 +55,8 @@ export function buildCli(): Command {
     cancelCommand(),
     deleteCommand(),
     pruneCommand(),
+    pauseCommand(),
+    resumeCommand(),
     scheduleCommand(),
     demoCommand(),
     embeddedCommand(),

@@ -4,17 +4,19 @@
  * @module
  */
 import { Command } from "npm:commander@14.0.3";
-import { formatInterval } from "../cli/format.ts";
+import { formatDuration, formatInterval } from "../cli/format.ts";
 import { parseInteger } from "../cli/parse.ts";
 import type { Sql } from "../lib/db/connect.ts";
 import { isPgError, RetaskError } from "../lib/errors.ts";
 import {
   listPrograms,
   type Program,
+  type ProgramSettings,
   registerProgram,
   type RetryPolicy,
 } from "../lib/queue/programs.ts";
 import { requireInstalled } from "../lib/db/schema.ts";
+import { parseDuration } from "../lib/worker/settings.ts";
 import { printJson, schemaOf, withDatabase } from "../cli/common.ts";
 
 interface RegisterFlags {
@@ -22,15 +24,20 @@ interface RegisterFlags {
   retryDelay?: string;
   retryBackoff?: string;
   retryDelayMax?: string;
+  timeout?: string;
+  priority?: string;
   json?: boolean;
 }
 
+/** A program's timeout is at most a day (the tables' bound). */
+const MAX_TIMEOUT_MS = 86_400_000;
+
 /**
- * The flags as a policy. What a policy may be is SQL's to check
+ * The flags as settings. What a retry policy may be is SQL's to check
  * (check_retry_policy): a bad one exits 2 and registers nothing.
  */
-function retryPolicy(flags: RegisterFlags): RetryPolicy {
-  const policy: RetryPolicy = {};
+function programSettings(flags: RegisterFlags): ProgramSettings {
+  const policy: ProgramSettings = {};
   if (flags.maxAttempts !== undefined) {
     policy.maxAttempts = parseInteger("--max-attempts", flags.maxAttempts);
   }
@@ -39,7 +46,24 @@ function retryPolicy(flags: RegisterFlags): RetryPolicy {
   }
   if (flags.retryDelay !== undefined) policy.retryDelay = flags.retryDelay;
   if (flags.retryDelayMax !== undefined) policy.retryDelayMax = flags.retryDelayMax;
+  if (flags.timeout !== undefined) policy.timeout = `${parseTimeout(flags.timeout)} milliseconds`;
+  if (flags.priority !== undefined) {
+    policy.priority = parseInteger("--priority", flags.priority, { min: -1e6, max: 1e6 });
+  }
   return policy;
+}
+
+/** `--timeout`: a duration up to a day in ms, or 0 (`none`) for the worker's `--task-timeout`. */
+function parseTimeout(text: string): number {
+  if (text.trim().toLowerCase() === "none") return 0;
+  const ms = parseDuration("--timeout", text);
+  if (ms > MAX_TIMEOUT_MS) {
+    throw new RetaskError(
+      "usage",
+      `--timeout must be at most a day (24h), or none for the worker's --task-timeout, got "${text}"`,
+    );
+  }
+  return ms;
 }
 
 /**
@@ -64,6 +88,13 @@ async function checkIntervals(sql: Sql, flags: RegisterFlags): Promise<void> {
   }
 }
 
+/** The settings a program has beside the default: `, timeout 30s, priority 5, paused`. */
+function describeSettings(program: Program): string {
+  return (program.timeoutMs === null ? "" : `, timeout ${formatDuration(program.timeoutMs)}`) +
+    (program.priority === 0 ? "" : `, priority ${program.priority}`) +
+    (program.paused ? ", paused (retask resume)" : "");
+}
+
 /** The retry rule in words: `no retry delay`, `retry delay 5 seconds`, … */
 function describeRetry(program: Program): string {
   if (!/[1-9]/.test(program.retryDelay)) return "no retry delay";
@@ -85,10 +116,20 @@ export function registerCommand(): Command {
     .option("--retry-delay <interval>", "wait before a retry, e.g. '5 seconds' (new programs: 0)")
     .option("--retry-backoff <kind>", "fixed, or exponential (doubling, with jitter)")
     .option("--retry-delay-max <interval>", "cap on an exponential delay (new programs: 1 hour)")
+    .option(
+      "--timeout <duration>",
+      "fail an attempt of this program that runs longer, in place of the worker's " +
+        "--task-timeout: 500ms, 30s, 5m, up to 24h; none for the worker's (new programs: none)",
+    )
+    .option(
+      "--priority <n>",
+      "its tasks' priority unless enqueued with one; higher runs first, -1000000 to 1000000 " +
+        "(new programs: 0)",
+    )
     .option("--json", "print the program and whether it was created as one JSON object")
     .action(async (name: string, func: string, flags: RegisterFlags, command: Command) => {
       const schema = schemaOf(command);
-      const policy = retryPolicy(flags);
+      const policy = programSettings(flags);
       const { registered, program } = await withDatabase(command, async (db) => {
         await requireInstalled(db.sql, schema);
         await checkIntervals(db.sql, flags);
@@ -100,7 +141,9 @@ export function registerCommand(): Command {
       const verb = registered.created ? "registered" : "updated";
       console.log(
         `${verb} program "${program.name}" (id ${program.programId}): ${program.func}, ` +
-          `${program.maxAttempts} attempts at most, ${describeRetry(program)}`,
+          `${program.maxAttempts} attempts at most, ${describeRetry(program)}${
+            describeSettings(program)
+          }`,
       );
     });
 }

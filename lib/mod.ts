@@ -35,12 +35,17 @@ export {
 export {
   type InSchema,
   listPrograms,
+  pauseProgram,
+  type PauseResult,
   type Program,
+  type ProgramSettings,
   type Registered,
   registerProgram,
+  resumeProgram,
   type RetryPolicy,
+  setProgramPaused,
 } from "./queue/programs.ts";
-export { enqueue, type EnqueueOptions } from "./queue/enqueue.ts";
+export { enqueue, type Enqueued, enqueueKeyed, type EnqueueOptions } from "./queue/enqueue.ts";
 export {
   type CancelResult,
   cancelTasks,

@@ -50,22 +50,31 @@ GRANT EXECUTE ON FUNCTION retask.result_summary(text, integer), retask.tasks_pen
     retask.host_port_problem(text, text), retask.check_host_port(text, text)
     TO retask_read;
 
--- enqueueing: through enqueue_tasks alone, which checks every task and runs
--- as its owner (SECURITY DEFINER: no program runs in it); no write on tasks
+-- enqueueing: through enqueue_keyed alone (enqueue_task(s) call it), which
+-- checks every task and runs as its owner (SECURITY DEFINER: no program runs
+-- in it); no write on tasks
 GRANT EXECUTE ON FUNCTION
-    retask.enqueue_tasks(bigint, jsonb[], text, text, integer, interval, text, timestamptz),
-    retask.enqueue_task(bigint, jsonb, text, text, integer, interval, text, timestamptz)
+    retask.enqueue_keyed(bigint, jsonb[], text, text, integer, interval, text, timestamptz, integer, text),
+    retask.enqueue_tasks(bigint, jsonb[], text, text, integer, interval, text, timestamptz, integer, text),
+    retask.enqueue_task(bigint, jsonb, text, text, integer, interval, text, timestamptz, integer, text),
+    retask.check_priority(integer)
     TO retask_enqueue, retask_worker;
 
 -- registering: upsert_program runs with the registering role's rights, and the
 -- programs table's trigger refuses a function that role may not EXECUTE, or a
--- temporary one, however the row is written
-GRANT INSERT, UPDATE (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max)
+-- temporary one, however the row is written. Pausing is not registering.
+GRANT INSERT, UPDATE (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max,
+                      timeout, priority)
     ON retask.programs TO retask_register;
 GRANT EXECUTE ON FUNCTION
-    retask.upsert_program(text, text, integer, interval, text, interval, text),
-    retask.program_function(text, text), retask.lookup_function(text)
+    retask.upsert_program(text, text, integer, interval, text, interval, text, interval, integer),
+    retask.program_function(text, text), retask.lookup_function(text), retask.check_priority(integer)
     TO retask_register;
+
+-- pausing: pause_program and resume_program run as their owner (SECURITY
+-- DEFINER: they write only programs.paused, and run no program)
+GRANT EXECUTE ON FUNCTION retask.pause_program(bigint), retask.resume_program(bigint)
+    TO retask_admin;
 
 -- schedules: whoever may enqueue may schedule (a schedule only enqueues, as
 -- its owner could by hand); upsert_schedule and remove_schedule run with

@@ -95,14 +95,31 @@ BEGIN
 END
 $$;
 
+-- Rejects a priority the tables would refuse; NULL passes. Higher runs first.
+CREATE FUNCTION retask.check_priority(priority integer)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF priority NOT BETWEEN -1000000 AND 1000000 THEN
+        RAISE EXCEPTION 'priority must be between -1000000 and 1000000, got %', priority
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
 -- Creates a program, or updates the one of that name. Names are matched
 -- exactly, and are never all digits (those are ids); a lock keeps two
--- concurrent registrations of one name from both inserting.
+-- concurrent registrations of one name from both inserting. `timeout` is the
+-- statement timeout of the program's tasks, in place of the worker's
+-- (`work --task-timeout`), up to a day; '0' clears it. `priority` is what its
+-- tasks get unless enqueued with their own (default 0). NULL keeps what the
+-- program has.
 CREATE FUNCTION retask.upsert_program(
     name text, func text,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
     retry_backoff text DEFAULT NULL, retry_delay_max interval DEFAULT NULL,
     path text DEFAULT pg_catalog.current_setting('search_path'),
+    timeout interval DEFAULT NULL, priority integer DEFAULT NULL,
     OUT program_id bigint, OUT created boolean)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -111,6 +128,12 @@ DECLARE
     fn regprocedure;
     canonical text;
 BEGIN
+    IF upsert_program.timeout < '0' OR upsert_program.timeout > '1 day' THEN
+        RAISE EXCEPTION 'a program''s timeout must be from 0 (none: the worker''s) to 1 day, got %',
+            upsert_program.timeout
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM retask.check_priority(upsert_program.priority);
     IF upsert_program.name IS NULL OR btrim(upsert_program.name) = '' THEN
         RAISE EXCEPTION 'program name is empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -134,17 +157,22 @@ BEGIN
         max_attempts = coalesce(upsert_program.max_attempts, p.max_attempts),
         retry_delay = coalesce(upsert_program.retry_delay, p.retry_delay),
         retry_backoff = coalesce(upsert_program.retry_backoff, p.retry_backoff),
-        retry_delay_max = coalesce(upsert_program.retry_delay_max, p.retry_delay_max)
+        retry_delay_max = coalesce(upsert_program.retry_delay_max, p.retry_delay_max),
+        timeout = CASE WHEN upsert_program.timeout IS NULL THEN p.timeout
+                       ELSE nullif(upsert_program.timeout, '0') END,
+        priority = coalesce(upsert_program.priority, p.priority)
     WHERE p.program_id = (SELECT min(q.program_id) FROM retask.programs q
                           WHERE q.name = upsert_program.name)
     RETURNING p.program_id INTO upsert_program.program_id;
     created := NOT FOUND;
     IF created THEN
-        INSERT INTO retask.programs (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max)
+        INSERT INTO retask.programs (name, func, max_attempts, retry_delay, retry_backoff, retry_delay_max,
+                                     timeout, priority)
         VALUES (upsert_program.name, canonical,
                 coalesce(upsert_program.max_attempts, 3), coalesce(upsert_program.retry_delay, '0'),
                 coalesce(upsert_program.retry_backoff, 'fixed'),
-                coalesce(upsert_program.retry_delay_max, '1 hour'))
+                coalesce(upsert_program.retry_delay_max, '1 hour'),
+                nullif(upsert_program.timeout, '0'), coalesce(upsert_program.priority, 0))
         RETURNING programs.program_id INTO upsert_program.program_id;
     END IF;
 END
@@ -206,63 +234,169 @@ BEGIN
 END
 $$;
 
--- Queues one task per element of `params`, in order. NULLs in the optional
--- arguments take the program's policy. Runs as its owner, so that a role
--- granted retask_enqueue needs no write on the tasks table: what it may queue
--- is exactly what this function checks (no program runs here).
-CREATE FUNCTION retask.enqueue_tasks(
+-- Queues one task per element of `params`, in order, and says of each whether
+-- it is new or, with a `key`, a task that was there already: while a task of
+-- the program with that key is scheduled or running, enqueueing it again
+-- returns that task's id (`existing`), whatever its params. The unique index
+-- tasks_key_idx decides, not a look-up first, so concurrent calls with one key
+-- give one task. A key names one task: with a key, `params` has at most one
+-- element. NULLs in the optional arguments take the program's policy and
+-- priority. Runs as its owner, so that a role granted retask_enqueue needs no
+-- write on the tasks table: what it may queue is exactly what this function
+-- checks (no program runs here).
+CREATE FUNCTION retask.enqueue_keyed(
     program_id bigint, params jsonb[],
     host text DEFAULT NULL, port text DEFAULT NULL,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
-    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
-RETURNS SETOF bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL, key text DEFAULT NULL)
+RETURNS TABLE (task_id bigint, existing boolean) LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     prog retask.programs;
     bad jsonb;
+    inserted bigint;
+    found_ bigint;
 BEGIN
-    SELECT * INTO prog FROM retask.programs p WHERE p.program_id = enqueue_tasks.program_id;
+    SELECT * INTO prog FROM retask.programs p WHERE p.program_id = enqueue_keyed.program_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'program % does not exist', enqueue_tasks.program_id
+        RAISE EXCEPTION 'program % does not exist', enqueue_keyed.program_id
             USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
     END IF;
-    PERFORM retask.check_host_port(enqueue_tasks.host, enqueue_tasks.port);
-    PERFORM retask.check_retry_policy(enqueue_tasks.max_attempts, enqueue_tasks.retry_backoff,
-                                      enqueue_tasks.retry_delay, NULL);
-    SELECT p INTO bad FROM unnest(enqueue_tasks.params) p
+    PERFORM retask.check_host_port(enqueue_keyed.host, enqueue_keyed.port);
+    PERFORM retask.check_retry_policy(enqueue_keyed.max_attempts, enqueue_keyed.retry_backoff,
+                                      enqueue_keyed.retry_delay, NULL);
+    PERFORM retask.check_priority(enqueue_keyed.priority);
+    SELECT p INTO bad FROM unnest(enqueue_keyed.params) p
     WHERE p IS NOT NULL AND jsonb_typeof(p) <> 'object' LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'params must be a JSON object, got %: %', jsonb_typeof(bad), left(bad::text, 60)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF enqueue_keyed.key IS NOT NULL THEN
+        IF length(enqueue_keyed.key) NOT BETWEEN 1 AND 1000 THEN
+            RAISE EXCEPTION 'a key is 1 to 1000 characters, got %', length(enqueue_keyed.key)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF cardinality(enqueue_keyed.params) > 1 THEN
+            RAISE EXCEPTION 'a key names one task, and % were given with key "%"',
+                cardinality(enqueue_keyed.params), left(enqueue_keyed.key, 60)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Enqueue one task per key.';
+        END IF;
+    END IF;
 
-    RETURN QUERY
-    INSERT INTO retask.tasks AS t (program_id, status, params, host, port,
-                                   max_attempts, retry_delay, retry_backoff, retry_delay_max, run_after)
-    SELECT prog.program_id, 'scheduled', coalesce(u.p, '{}'), enqueue_tasks.host, enqueue_tasks.port,
-           coalesce(enqueue_tasks.max_attempts, prog.max_attempts),
-           coalesce(enqueue_tasks.retry_delay, prog.retry_delay),
-           coalesce(enqueue_tasks.retry_backoff, prog.retry_backoff),
-           prog.retry_delay_max,
-           coalesce(enqueue_tasks.run_after, now())
-    FROM unnest(enqueue_tasks.params) WITH ORDINALITY AS u(p, i)
-    ORDER BY u.i
-    RETURNING t.task_id;
+    -- Without a key, or with one no task holds, the INSERT queues. Else it
+    -- waits for a concurrent insert of the key to commit and inserts nothing;
+    -- the task holding the key is then looked up, and if it ended meanwhile
+    -- the INSERT is tried again.
+    FOR try_ IN 1..100 LOOP
+        RETURN QUERY
+        INSERT INTO retask.tasks AS t (program_id, status, params, host, port, max_attempts,
+                                       retry_delay, retry_backoff, retry_delay_max, run_after,
+                                       priority, key)
+        SELECT prog.program_id, 'scheduled', coalesce(u.p, '{}'), enqueue_keyed.host, enqueue_keyed.port,
+               coalesce(enqueue_keyed.max_attempts, prog.max_attempts),
+               coalesce(enqueue_keyed.retry_delay, prog.retry_delay),
+               coalesce(enqueue_keyed.retry_backoff, prog.retry_backoff),
+               prog.retry_delay_max,
+               coalesce(enqueue_keyed.run_after, now()),
+               coalesce(enqueue_keyed.priority, prog.priority),
+               enqueue_keyed.key
+        FROM unnest(enqueue_keyed.params) WITH ORDINALITY AS u(p, i)
+        ORDER BY u.i
+        ON CONFLICT (program_id, key) WHERE key IS NOT NULL AND status IN ('scheduled', 'running')
+        DO NOTHING
+        RETURNING t.task_id, false;
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        EXIT WHEN inserted > 0 OR enqueue_keyed.key IS NULL
+                  OR coalesce(cardinality(enqueue_keyed.params), 0) = 0;
+        RETURN QUERY
+        SELECT t.task_id, true FROM retask.tasks t
+        WHERE t.program_id = prog.program_id AND t.key = enqueue_keyed.key
+          AND t.status IN ('scheduled', 'running');
+        GET DIAGNOSTICS found_ = ROW_COUNT;
+        IF found_ > 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    IF inserted = 0 AND enqueue_keyed.key IS NOT NULL AND cardinality(enqueue_keyed.params) > 0 THEN
+        RAISE EXCEPTION 'the task with key "%" kept ending while it was enqueued again',
+            left(enqueue_keyed.key, 60)
+            USING ERRCODE = 'serialization_failure';
+    END IF;
 
-    IF coalesce(enqueue_tasks.run_after, now()) <= now() THEN
+    IF inserted > 0 AND coalesce(enqueue_keyed.run_after, now()) <= now() THEN
         PERFORM pg_notify('retask_tasks', '');
     END IF;
 END
+$$;
+
+-- Queues one task per element of `params` and returns their ids, in order;
+-- with a `key`, the id of the task that holds it if one is scheduled or
+-- running (see enqueue_keyed).
+CREATE FUNCTION retask.enqueue_tasks(
+    program_id bigint, params jsonb[],
+    host text DEFAULT NULL, port text DEFAULT NULL,
+    max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
+    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL, key text DEFAULT NULL)
+RETURNS SETOF bigint LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.task_id FROM retask.enqueue_keyed(program_id, params, host, port, max_attempts, retry_delay,
+                                               retry_backoff, run_after, priority, key) e
 $$;
 
 CREATE FUNCTION retask.enqueue_task(
     program_id bigint, params jsonb DEFAULT '{}',
     host text DEFAULT NULL, port text DEFAULT NULL,
     max_attempts integer DEFAULT NULL, retry_delay interval DEFAULT NULL,
-    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL)
+    retry_backoff text DEFAULT NULL, run_after timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL, key text DEFAULT NULL)
 RETURNS bigint LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
-    SELECT retask.enqueue_tasks(program_id, ARRAY[params], host, port,
-                                max_attempts, retry_delay, retry_backoff, run_after)
+    SELECT e.task_id FROM retask.enqueue_keyed(program_id, ARRAY[params], host, port, max_attempts,
+                                               retry_delay, retry_backoff, run_after, priority, key) e
+$$;
+
+-- Pauses a program: workers take no new task of it (take_tasks skips them)
+-- until it is resumed; tasks already running go on. True if it was not paused
+-- before. Runs as its owner (no program runs here), so an administrator needs
+-- no write on the programs table.
+CREATE FUNCTION retask.pause_program(program_id bigint)
+RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE retask.programs p SET paused = true
+    WHERE p.program_id = pause_program.program_id AND NOT p.paused;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    IF NOT EXISTS (SELECT FROM retask.programs p WHERE p.program_id = pause_program.program_id) THEN
+        RAISE EXCEPTION 'program % does not exist', pause_program.program_id
+            USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
+    END IF;
+    RETURN false;
+END
+$$;
+
+-- Resumes a paused program, and wakes the workers to take its tasks. True if
+-- it was paused.
+CREATE FUNCTION retask.resume_program(program_id bigint)
+RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    UPDATE retask.programs p SET paused = false
+    WHERE p.program_id = resume_program.program_id AND p.paused;
+    IF FOUND THEN
+        PERFORM pg_notify('retask_tasks', '');
+        RETURN true;
+    END IF;
+    IF NOT EXISTS (SELECT FROM retask.programs p WHERE p.program_id = resume_program.program_id) THEN
+        RAISE EXCEPTION 'program % does not exist', resume_program.program_id
+            USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
+    END IF;
+    RETURN false;
+END
 $$;

@@ -44,6 +44,14 @@ $$;
 -- unrenewed; `remote` also takes tasks that name a host. PL/pgSQL: a SQL
 -- function that cannot be inlined is planned on every call (a take of 50: 4 ms
 -- as SQL, 1.3 ms here).
+-- It reads the index one priority at a time, highest first: with the priority
+-- fixed, the index is in run_after order, so the scan stops at the first task
+-- not yet due. In one scan over all priorities `run_after <= now()` bounds
+-- nothing, and a take read past every task scheduled for later (1M of them:
+-- 13 ms instead of 0.3). The scan is planned anew on every call (EXECUTE),
+-- for the priority and LIMIT it gets: a cached generic plan, made while a
+-- queue is short, bitmap-scans and sorts every runnable task of the priority
+-- once it is long (a million: 400 ms a take).
 CREATE FUNCTION retask.take_tasks(
     max_tasks integer, worker text DEFAULT NULL, lease interval DEFAULT NULL,
     remote boolean DEFAULT true)
@@ -51,7 +59,32 @@ RETURNS SETOF retask.tasks LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     paused bigint[] := ARRAY(SELECT p.program_id FROM retask.programs p WHERE p.paused);
+    -- ORDER BY and LIMIT rather than max(): a scan that stops at its first entry
+    level integer := (SELECT s.priority FROM retask.tasks s WHERE s.status = 'scheduled'
+                      ORDER BY s.priority DESC LIMIT 1);
+    picked bigint[] := '{}';
+    more bigint[];
 BEGIN
+    WHILE level IS NOT NULL AND cardinality(picked) < take_tasks.max_tasks LOOP
+        EXECUTE 'SELECT ARRAY(
+                     SELECT s.task_id FROM retask.tasks s
+                     WHERE s.status = ''scheduled'' AND s.priority = $1 AND s.run_after <= now()
+                       AND ($2 OR s.host IS NULL) AND s.program_id <> ALL ($3)
+                     ORDER BY s.run_after, s.task_id
+                     LIMIT $4
+                     FOR UPDATE SKIP LOCKED)'
+            INTO more
+            USING level, take_tasks.remote, paused, take_tasks.max_tasks - cardinality(picked);
+        picked := picked || more;
+        EXIT WHEN cardinality(picked) >= take_tasks.max_tasks;
+        level := (SELECT s.priority FROM retask.tasks s
+                  WHERE s.status = 'scheduled' AND s.priority < level
+                  ORDER BY s.priority DESC LIMIT 1);
+    END LOOP;
+    -- most polls find nothing: no statement to plan for that
+    IF cardinality(picked) = 0 THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     UPDATE retask.tasks t
     SET status = 'running',
@@ -61,16 +94,7 @@ BEGIN
         pid = pg_backend_pid(),
         worker = take_tasks.worker,
         lease_expires_at = now() + take_tasks.lease
-    FROM (
-        SELECT s.task_id FROM retask.tasks s
-        WHERE s.status = 'scheduled' AND s.run_after <= now()
-          AND (take_tasks.remote OR s.host IS NULL)
-          AND s.program_id <> ALL (paused)
-        ORDER BY s.priority DESC, s.run_after, s.task_id
-        LIMIT take_tasks.max_tasks
-        FOR UPDATE SKIP LOCKED
-    ) picked
-    WHERE t.task_id = picked.task_id
+    WHERE t.task_id = ANY (picked)
     RETURNING t.*;
 END
 $$;
@@ -319,4 +343,20 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (SELECT FROM retask.tasks WHERE status = 'scheduled')
         OR EXISTS (SELECT FROM retask.tasks WHERE status = 'running')
+$$;
+
+-- What a worker that has nothing to run is waiting for, which `work --drain`
+-- says: scheduled tasks (how many, and when the first is due), those of paused
+-- programs, and running ones (its own or other workers'). It counts them all,
+-- so a worker asks once per wait, not on every poll.
+CREATE FUNCTION retask.tasks_waiting(
+    OUT scheduled bigint, OUT next_at timestamptz, OUT paused bigint, OUT running bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT count(*) FILTER (WHERE t.status = 'scheduled' AND p.paused IS NOT TRUE),
+           min(t.run_after) FILTER (WHERE t.status = 'scheduled' AND p.paused IS NOT TRUE),
+           count(*) FILTER (WHERE t.status = 'scheduled' AND p.paused),
+           count(*) FILTER (WHERE t.status = 'running')
+    FROM retask.tasks t LEFT JOIN retask.programs p ON p.program_id = t.program_id
+    WHERE t.status IN ('scheduled', 'running')
 $$;

@@ -1,7 +1,8 @@
 /**
  * Programs: register a SQL function taking one jsonb as a program (with its
- * retry policy), list them, find one by name or id. The checks are SQL's
- * (sql/programs.sql); this file only calls it.
+ * retry policy, timeout and priority), list them, find one by name or id,
+ * pause and resume one. The checks are SQL's (sql/programs.sql); this file
+ * only calls it.
  * @module
  */
 import type { Queryable } from "../db/connect.ts";
@@ -26,6 +27,17 @@ export interface RetryPolicy {
   retryDelayMax?: string;
 }
 
+/** A program's own settings beside its retry policy; unset fields keep their current value. */
+export interface ProgramSettings extends RetryPolicy {
+  /**
+   * The statement timeout of its tasks, a PostgreSQL interval such as `"30 seconds"` (up to a
+   * day), in place of the worker's `taskTimeout`; `"0"` clears it (the worker's again).
+   */
+  timeout?: string;
+  /** What its tasks get unless enqueued with their own; higher runs first (default 0). */
+  priority?: number;
+}
+
 /** What registering a program did. */
 export interface Registered {
   /** The program's id. */
@@ -42,13 +54,16 @@ export async function registerProgram(
   sql: Queryable,
   name: string,
   func: string,
-  policy: RetryPolicy & InSchema = {},
+  policy: ProgramSettings & InSchema = {},
 ): Promise<Registered> {
   const [row] = await sql<{ program_id: number; created: boolean }[]>`
     SELECT program_id, created FROM ${sql(policy.schema ?? DEFAULT_SCHEMA)}.upsert_program(
       ${name}, ${func}, ${policy.maxAttempts ?? null}::integer,
       ${policy.retryDelay ?? null}::interval, ${policy.retryBackoff ?? null}::text,
-      ${policy.retryDelayMax ?? null}::interval)`;
+      ${policy.retryDelayMax ?? null}::interval,
+      timeout => ${policy.timeout ?? null}::interval, priority => ${
+    policy.priority ?? null
+  }::integer)`;
   return { programId: row.program_id, created: row.created };
 }
 
@@ -68,6 +83,12 @@ export interface Program {
   retryBackoff: string;
   /** Cap on an exponential delay. */
   retryDelayMax: string;
+  /** Its tasks' statement timeout in ms; null: the worker's `taskTimeout`. */
+  timeoutMs: number | null;
+  /** What its tasks get unless enqueued with their own; higher runs first. */
+  priority: number;
+  /** True while paused: workers take none of its tasks. */
+  paused: boolean;
 }
 
 /** All programs by id, or only the one with id `programId`. */
@@ -79,7 +100,8 @@ export function listPrograms(
   return sql<Program[]>`
     SELECT program_id AS "programId", name, func, max_attempts AS "maxAttempts",
            retry_delay::text AS "retryDelay", retry_backoff AS "retryBackoff",
-           retry_delay_max::text AS "retryDelayMax"
+           retry_delay_max::text AS "retryDelayMax",
+           (extract(epoch FROM timeout) * 1000)::float8 AS "timeoutMs", priority, paused
     FROM ${sql(options.schema ?? DEFAULT_SCHEMA)}.programs
     WHERE ${programId}::bigint IS NULL OR program_id = ${programId}::bigint
     ORDER BY program_id`;
@@ -108,4 +130,65 @@ export async function findProgram(
     ? "none is registered yet (retask register <name> <function>)"
     : `registered: ${programs.map((p) => `${p.name} (${p.programId})`).join(", ")}`;
   throw new RetaskError("invalid_input", `unknown program "${text}"; ${known}`);
+}
+
+/** What pausing or resuming a program did, and what it holds. */
+export interface PauseResult {
+  programId: number;
+  name: string;
+  /** Whether it is paused now. */
+  paused: boolean;
+  /** False when it already was paused (or running): nothing changed. */
+  changed: boolean;
+  /** Its tasks waiting to be taken. */
+  scheduled: number;
+  /** Its tasks running now: a pause lets them finish. */
+  running: number;
+}
+
+/**
+ * Pauses (`paused` true) or resumes a program, given by id or name: workers take no new task of a
+ * paused program; running ones go on. Idempotent; resuming wakes the workers.
+ */
+export async function setProgramPaused(
+  sql: Queryable,
+  program: string | number,
+  paused: boolean,
+  options: InSchema = {},
+): Promise<PauseResult> {
+  const schema = sql(options.schema ?? DEFAULT_SCHEMA);
+  const { programId, name } = await findProgram(sql, program, options);
+  const count = async () =>
+    (await sql<{ scheduled: number; running: number }[]>`
+      SELECT count(*) FILTER (WHERE status = 'scheduled')::int AS scheduled,
+             count(*) FILTER (WHERE status = 'running')::int AS running
+      FROM ${schema}.tasks
+      WHERE program_id = ${programId}::bigint AND status IN ('scheduled', 'running')`)[0];
+  // counted while no worker takes its tasks: after a pause, before a resume
+  const before = paused ? null : await count();
+  const [{ changed }] = paused
+    ? await sql<{ changed: boolean }[]>`
+        SELECT ${schema}.pause_program(${programId}::bigint) AS changed`
+    : await sql<{ changed: boolean }[]>`
+        SELECT ${schema}.resume_program(${programId}::bigint) AS changed`;
+  const counts = before ?? await count();
+  return { programId, name, paused, changed, ...counts };
+}
+
+/** Pauses a program (id or name): workers take none of its tasks until it is resumed. */
+export function pauseProgram(
+  sql: Queryable,
+  program: string | number,
+  options: InSchema = {},
+): Promise<PauseResult> {
+  return setProgramPaused(sql, program, true, options);
+}
+
+/** Resumes a paused program (id or name) and wakes the workers. */
+export function resumeProgram(
+  sql: Queryable,
+  program: string | number,
+  options: InSchema = {},
+): Promise<PauseResult> {
+  return setProgramPaused(sql, program, false, options);
 }

@@ -40,7 +40,8 @@ Deno.test("retask enqueue", async (t) => {
       );
       assert.equal(run.code, 0, run.stderr);
       const out = JSON.parse(run.stdout);
-      assert.deepEqual(Object.keys(out), ["program_id", "task_ids"]);
+      assert.deepEqual(Object.keys(out), ["program_id", "task_ids", "existing"]);
+      assert.equal(out.existing, false);
       assert.equal(out.program_id, lucky);
       assert.equal(out.task_ids.length, 3);
       for (const id of out.task_ids) {

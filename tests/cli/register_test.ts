@@ -47,6 +47,9 @@ Deno.test("retask register", async (t) => {
         retry_delay: "00:00:02",
         retry_backoff: "exponential",
         retry_delay_max: "00:01:00",
+        timeout_ms: null,
+        priority: 0,
+        paused: false,
         created: false,
       });
       assert.equal((await programs()).length, 1, "updated in place, not added");
