@@ -94,7 +94,15 @@ export function workCommand(): Command {
       "--max-result-bytes <n>",
       `cut a task's result past this size, saying so in it (default: ${d.maxResultBytes})`,
     )
-    .option("--drain", "exit 0 once no task is scheduled or running")
+    .option(
+      "--drain",
+      "exit 0 once no task is scheduled or running; waits for tasks scheduled later, and " +
+        "says on stderr what it waits for",
+    )
+    .option(
+      "--once",
+      "run what is runnable now, then exit 0: no waiting for tasks scheduled later or paused",
+    )
     .option(
       "--retention <age>",
       "every 5 minutes, delete tasks that ended longer ago than this (30d, 12h), with their " +

@@ -23,6 +23,15 @@ export interface ClaimedTask {
   params: unknown;
   /** What is wrong with the task's host and port, if anything: it fails without running. */
   problem: string | null;
+  /** Its program's own statement timeout in ms (`register --timeout`); null: the worker's. */
+  timeoutMs?: number | null;
+}
+
+/** The statement timeout `task` runs under, in ms (0: none): its program's, else `workerMs`. */
+export function taskTimeoutMs(task: ClaimedTask, workerMs: number): number {
+  // at least 1: PostgreSQL rounds a fraction of a millisecond to 0, which is no timeout
+  const own = task.timeoutMs ?? null;
+  return own === null ? workerMs : Math.max(1, Math.round(own));
 }
 
 interface ClaimedRow {
@@ -35,11 +44,13 @@ interface ClaimedRow {
   port: string | null;
   params: unknown;
   problem: string | null;
+  timeout_ms: number | null;
 }
 
 /**
- * Takes up to `max` runnable tasks (longest runnable first, skipping those other workers
- * are taking) and starts an attempt of each, leased for `leaseMs`.
+ * Takes up to `max` runnable tasks (highest priority, then longest runnable first, skipping
+ * those other workers are taking and those of paused programs) and starts an attempt of each,
+ * leased for `leaseMs`. Each comes with its program's timeout.
  */
 export async function claimTasks(
   home: Sql,
@@ -52,7 +63,8 @@ export async function claimTasks(
     SELECT t.task_id, t.attempt_count, t.max_attempts, t.program_id, p.name AS program,
            t.host, t.port, CASE WHEN t.host IS NOT NULL THEN t.params END AS params,
            CASE WHEN t.host IS NOT NULL
-                THEN ${home(schema)}.host_port_problem(t.host, t.port) END AS problem
+                THEN ${home(schema)}.host_port_problem(t.host, t.port) END AS problem,
+           (extract(epoch FROM p.timeout) * 1000)::float8 AS timeout_ms
     FROM ${home(schema)}.take_tasks(${max}::integer, ${worker}::text,
                                     ${leaseMs}::integer * interval '1 millisecond', true) t
     LEFT JOIN ${home(schema)}.programs p ON p.program_id = t.program_id
@@ -67,6 +79,7 @@ export async function claimTasks(
     port: r.port,
     params: r.params,
     problem: r.problem,
+    timeoutMs: r.timeout_ms,
   }));
 }
 
@@ -87,6 +100,28 @@ export async function renewLeases(
                                ${held.map((t) => t.attempt)}::integer[],
                                ${leaseMs}::integer * interval '1 millisecond') AS renewed`;
   return row.renewed;
+}
+
+/**
+ * What a draining worker with nothing to run waits for, in words: `draining: waiting for 3
+ * tasks scheduled later, the next at 2030-01-02T03:04:05.000Z; 2 running on other workers`.
+ */
+export async function waitingFor(home: Sql, schema: string): Promise<string> {
+  const [w] = await home<
+    { scheduled: number; next_at: Date | null; paused: number; running: number }[]
+  >`
+    SELECT scheduled::int, next_at, paused::int, running::int FROM ${home(schema)}.tasks_waiting()`;
+  const tasks = (n: number) => `${n} ${n === 1 ? "task" : "tasks"}`;
+  const parts = [];
+  if (w.scheduled > 0) {
+    const next = w.next_at && w.next_at.getTime() > Date.now()
+      ? `, the next at ${w.next_at.toISOString()}`
+      : "";
+    parts.push(`${tasks(w.scheduled)} scheduled later${next}`);
+  }
+  if (w.paused > 0) parts.push(`${tasks(w.paused)} of paused programs (retask resume)`);
+  if (w.running > 0) parts.push(`${tasks(w.running)} running on other workers`);
+  return `draining: waiting for ${parts.length > 0 ? parts.join("; ") : "tasks being taken"}`;
 }
 
 /** True while some task is scheduled (now or later) or running anywhere. */

@@ -9,7 +9,7 @@
  */
 import { isConnectionError, STALL_MS, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
-import type { ClaimedTask } from "./claim.ts";
+import { type ClaimedTask, taskTimeoutMs } from "./claim.ts";
 import { faultOf, GiveBack } from "./give_back.ts";
 import type { LaneHandle } from "./lane.ts";
 import {
@@ -50,6 +50,16 @@ export async function runLocal(
   tasks: readonly ClaimedTask[],
 ): Promise<ClaimedTask[]> {
   const { ctx } = lane;
+  // a statement has one timeout: a program's own needs statements of its own
+  const timeoutOf = (task: ClaimedTask) => taskTimeoutMs(task, ctx.taskTimeoutMs);
+  const timeouts = new Set(tasks.map(timeoutOf));
+  if (timeouts.size > 1) {
+    const left: ClaimedTask[] = [];
+    for (const ms of timeouts) {
+      left.push(...await runLocal(lane, tasks.filter((task) => timeoutOf(task) === ms)));
+    }
+    return left;
+  }
   let pending = tasks;
   let single = false;
   while (pending.length > 0) {
@@ -121,9 +131,14 @@ export async function runLocal(
 // Records attempts that ended outside run_tasks. A refusal other than a lost
 // connection means the database cannot record them now: they are given back.
 async function record(lane: LaneHandle, results: AttemptResult[]): Promise<void> {
+  // one statement's attempts, under one timeout: what a statement timeout means
+  const target = {
+    ...lane.ctx,
+    taskTimeoutMs: taskTimeoutMs(results[0].task, lane.ctx.taskTimeoutMs),
+  };
   try {
     lane.report(
-      await withinStall(recordAttempts(lane.sql, results, lane.ctx)),
+      await withinStall(recordAttempts(lane.sql, results, target)),
       results.map((r) => r.task),
     );
   } catch (error) {
@@ -140,7 +155,7 @@ async function record(lane: LaneHandle, results: AttemptResult[]): Promise<void>
 // programs take).
 async function runStatement(lane: LaneHandle, batch: readonly ClaimedTask[]): Promise<RunRow[]> {
   const sql = lane.sql;
-  const timeout = lane.ctx.taskTimeoutMs;
+  const timeout = taskTimeoutMs(batch[0], lane.ctx.taskTimeoutMs);
   const armed = settle(sql`SELECT set_config('statement_timeout', ${String(timeout)}, false)`);
   const query = sql<RunRow[]>`
     SELECT task_id, outcome, status, error, context, duration_ms

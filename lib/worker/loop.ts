@@ -22,6 +22,7 @@ import {
   renewLeases,
   rescueLostTasks,
   tasksPending,
+  waitingFor,
 } from "./claim.ts";
 import {
   connectionTarget,
@@ -75,8 +76,11 @@ export interface WorkerSummary {
   lost: number;
   /** Attempts cancelled on request (`retask cancel`). */
   cancelled: number;
-  /** `drained`: nothing was left to do (with `drain`); `signal`: it was asked to stop. */
-  stopped: "drained" | "signal";
+  /**
+   * `drained`: nothing was left to do (with `drain`); `once`: nothing was runnable (with
+   * `once`); `signal`: it was asked to stop.
+   */
+  stopped: "drained" | "once" | "signal";
 }
 
 /** A fresh worker name: `<hostname>:<pid>:<4 random hex digits>`. */
@@ -94,7 +98,8 @@ export function makeWorkerId(): string {
 /**
  * Runs a worker against `database` (a URL, or a postgres.js client whose
  * server and login to use; the worker opens connections of its own) until
- * `signal` aborts or, with `drain`, until nothing is scheduled or running.
+ * `signal` aborts, or with `drain` until nothing is scheduled or running, or
+ * with `once` until nothing is runnable now.
  */
 export async function runWorker(
   database: string | Sql,
@@ -126,8 +131,9 @@ export async function runWorker(
   const log = (entry: WorkerLog) => onLog?.(entry);
   // while outcomes cannot be recorded, the worker takes only a task now and then
   const pause = new TakingPause(log);
-  // every worker fires due schedules, but not one that drains: it would never run out of tasks
-  const scheduler = settings.drain ? null : new Scheduler(schema, log);
+  // every worker fires due schedules, but not one that drains (it would never
+  // run out of tasks) or runs once
+  const scheduler = settings.drain || settings.once ? null : new Scheduler(schema, log);
   // with --retention, tasks that ended long ago are deleted now and then
   const retention = settings.retentionMs === undefined
     ? null
@@ -236,9 +242,12 @@ export async function runWorker(
   // Whatever fails here (a lost connection, a statement refused during an
   // install, a full disk) is waited out with capped backoff: no task is taken
   // meanwhile, and the worker says so once, and again when it works again.
-  async function loop(): Promise<"drained" | "signal"> {
+  async function loop(): Promise<WorkerSummary["stopped"]> {
     let failures = 0;
     let trouble = "";
+    // with drain: what it said it waits for, and whether it asked during this wait
+    let waitingSaid = "";
+    let waitingAsked = false;
     let nextRenewal = performance.now() + settings.leaseMs / 3;
     let nextRescue = 0;
     let nextTick = scheduler ? 0 : Infinity;
@@ -274,12 +283,22 @@ export async function runWorker(
           log({ level: "info", message: trouble });
           failures = 0;
         }
+        if (tasks.length > 0) waitingAsked = false;
+        // every lane was idle before the take, so what they ran (retries
+        // included) was recorded before it: a take that found nothing means
+        // nothing is runnable now
+        if (settings.once && idle.length === lanes.length && wanted > 0 && tasks.length === 0) {
+          return "once";
+        }
         if (tasks.length > 0 && tasks.length === wanted) continue;
-        if (
-          settings.drain && lanes.every((lane) => lane.idle) &&
-          !(await withinStall(tasksPending(home, schema)))
-        ) {
-          return "drained";
+        if (settings.drain && lanes.every((lane) => lane.idle)) {
+          if (!(await withinStall(tasksPending(home, schema)))) return "drained";
+          if (!waitingAsked) {
+            waitingAsked = true;
+            const waiting = await withinStall(waitingFor(home, schema));
+            if (waiting !== waitingSaid) log({ level: "info", message: waiting });
+            waitingSaid = waiting;
+          }
         }
         const now = performance.now();
         await wake.sleep(
@@ -381,6 +400,6 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 function describe(s: WorkerSettings): string {
   return `concurrency ${s.concurrency}, batch size ${s.batchSize}, lease ${s.leaseMs} ms, ` +
     `task timeout ${s.taskTimeoutMs === 0 ? "none" : `${s.taskTimeoutMs} ms`}` +
-    (s.drain ? ", draining" : "") +
+    (s.drain ? ", draining" : "") + (s.once ? ", once" : "") +
     (s.retentionMs !== undefined ? `, retention ${formatAge(s.retentionMs)}` : "");
 }

@@ -29,6 +29,11 @@ export interface WorkerSettings {
   maxResultBytes: number;
   /** Stop once no task is scheduled or running. */
   drain: boolean;
+  /**
+   * Run what is runnable now, then stop: tasks scheduled for later, and those
+   * of paused programs, are not waited for (`drain` waits for them).
+   */
+  once: boolean;
   /** Database name on remote servers; default: the main connection's. */
   remoteDatabase?: string;
   /**
@@ -56,6 +61,7 @@ export const WORKER_DEFAULTS: Readonly<WorkerSettings> = {
   shutdownTimeoutMs: 10_000,
   maxResultBytes: 1_048_576,
   drain: false,
+  once: false,
   remoteHosts: [],
 };
 
@@ -120,6 +126,7 @@ export interface WorkFlags {
   shutdownTimeout?: string;
   maxResultBytes?: string;
   drain?: boolean;
+  once?: boolean;
   remoteDatabase?: string;
   /** Repeatable. */
   remoteHost?: string[];
@@ -140,7 +147,12 @@ const FLAG_KEYS: Record<Numeric, keyof WorkFlags> = {
 
 /** Turns command-line flags into settings; missing ones take the defaults. */
 export function parseWorkFlags(flags: WorkFlags): WorkerSettings {
-  const settings: WorkerSettings = { ...WORKER_DEFAULTS, drain: flags.drain === true };
+  const settings: WorkerSettings = {
+    ...WORKER_DEFAULTS,
+    drain: flags.drain === true,
+    once: flags.once === true,
+  };
+  checkStop(settings);
   for (const key of Object.keys(BOUNDS) as Numeric[]) {
     const text = flags[FLAG_KEYS[key]];
     if (typeof text !== "string") continue;
@@ -179,12 +191,24 @@ function checkRemoteHost(spec: string): string {
   return spec;
 }
 
+/** A worker stops by one rule at most: `once` or `drain`. */
+function checkStop(settings: Pick<WorkerSettings, "drain" | "once">): void {
+  if (settings.drain && settings.once) {
+    throw new RetaskError(
+      "usage",
+      "--once and --drain do not go together: --once stops when nothing is runnable now, " +
+        "--drain also waits for tasks scheduled later",
+    );
+  }
+}
+
 /** Fills in the defaults for settings a library caller left out, and checks them. */
 export function resolveSettings(partial: Partial<WorkerSettings>): WorkerSettings {
   const settings = { ...WORKER_DEFAULTS, ...partial };
   for (const key of Object.keys(BOUNDS) as Numeric[]) {
     if (!inBounds(key, settings[key])) throw outOfBounds(key, key, String(settings[key]));
   }
+  checkStop(settings);
   const retention = settings.retentionMs;
   if (retention !== undefined && !(Number.isSafeInteger(retention) && retention >= 0)) {
     throw new RetaskError("usage", `retentionMs must be 0 or more milliseconds, got ${retention}`);

@@ -37,9 +37,15 @@ Deno.test("work flags: defaults, units, and what is refused", () => {
     shutdownTimeoutMs: 500,
     maxResultBytes: 65_536,
     drain: true,
+    once: false,
     remoteDatabase: "replica",
     remoteHosts: [],
   });
+  assert.equal(parseWorkFlags({ once: true }).once, true);
+  usageError(
+    () => parseWorkFlags({ once: true, drain: true }),
+    /--once and --drain do not go together/,
+  );
   usageError(() => parseWorkFlags({ concurrency: "-1" }), /--concurrency must be .* got "-1"/);
   usageError(() => parseWorkFlags({ concurrency: "0" }), /from 1 to 1000/);
   usageError(() => parseWorkFlags({ concurrency: "2.5" }), /whole number/);
@@ -73,4 +79,5 @@ Deno.test("library settings are checked like flags", () => {
   usageError(() => resolveSettings({ pollIntervalMs: 0 }), /pollIntervalMs/);
   usageError(() => resolveSettings({ leaseMs: 10 }), /leaseMs/);
   usageError(() => resolveSettings({ taskTimeoutMs: -1 }), /taskTimeoutMs/);
+  usageError(() => resolveSettings({ once: true, drain: true }), /--once and --drain/);
 });
