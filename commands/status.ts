@@ -7,12 +7,14 @@ import { Command } from "npm:commander@14.0.3";
 import { type Database, describeDatabase } from "../lib/db/connect.ts";
 import { RetaskError } from "../lib/errors.ts";
 import {
+  type Align,
   escapeControl,
   formatDuration,
   formatTimestamp,
   type Palette,
   palette,
   renderTable,
+  truncate,
 } from "../cli/format.ts";
 import { parseInteger } from "../cli/parse.ts";
 import {
@@ -62,6 +64,9 @@ function waitsUntil(runAfter: Date, last: string): string {
   return `(waits until ${formatTimestamp(runAfter)}${last ? `, last: ${last}` : ""})`;
 }
 
+/** The most of a key the task list shows; `status <task_id>` shows it whole. */
+const KEY_CHARS = 40;
+
 /** What `status <task_id>` prints of a result at most; `--json` gives all of it. */
 export const DETAIL_RESULT_CHARS = 65_536;
 
@@ -73,6 +78,9 @@ const lines = (text: string) => escapeControl(text, { keepNewlines: true }).spli
 function renderTaskList(list: TaskList, paint: Palette = palette()): string {
   // on a terminal the result column is cut to fit; piped, lines stay whole for grep
   const maxWidth = Deno.stdout.isTerminal() ? Math.max(Deno.consoleSize().columns, 60) : undefined;
+  // priority and key columns only when a task shown has one
+  const withPriority = list.tasks.some((t) => t.priority !== 0);
+  const withKey = list.tasks.some((t) => t.key !== null);
   const rows = list.tasks.map((t) => {
     const summary = oneLine(t.resultSummary ?? "");
     return [
@@ -82,19 +90,37 @@ function renderTaskList(list: TaskList, paint: Palette = palette()): string {
       `${t.attempt} of ${t.maxAttempts}`,
       formatTimestamp(t.started),
       formatDuration(t.durationMs),
+      ...(withPriority ? [String(t.priority)] : []),
+      ...(withKey ? [truncate(oneLine(t.key ?? ""), KEY_CHARS)] : []),
       t.status === "scheduled" && t.runAfter.getTime() > Date.now()
         ? waitsUntil(t.runAfter, summary)
         : summary,
     ];
   });
-  const headers = ["id", "program", "status", "attempt", "started", "duration", "result"];
-  const lines = renderTable(headers, rows, { align: ["right"], paint, maxWidth });
+  const headers = [
+    "id",
+    "program",
+    "status",
+    "attempt",
+    "started",
+    "duration",
+    ...(withPriority ? ["priority"] : []),
+    ...(withKey ? ["key"] : []),
+    "result",
+  ];
+  const align = headers.map((h): Align => h === "id" || h === "priority" ? "right" : "left");
+  const lines = renderTable(headers, rows, { align, paint, maxWidth });
   const counts = STATUSES.map((s) => `${paintStatus(s, paint)} ${list.counts[s]}`).join("  ");
   const shown = list.tasks.length < list.matching
     ? paint.dim(`  (showing the newest ${list.tasks.length} of ${list.matching})`)
     : "";
   if (list.tasks.length === 0) lines.splice(0, lines.length, "no tasks match");
-  return [...lines, "", `${counts}${shown}`].join("\n");
+  const paused = list.pausedPrograms.length === 0 ? [] : [
+    `${paint.yellow("paused")}: ` +
+    list.pausedPrograms.map((p) => `${oneLine(p.name)} (id ${p.programId})`).join(", ") +
+    paint.dim("  (workers take none of their tasks; retask resume <program>)"),
+  ];
+  return [...lines, "", `${counts}${shown}`, ...paused].join("\n");
 }
 
 /** The note under a result `getTask` cut at `maxResultChars`; empty when it is whole. */
@@ -128,6 +154,8 @@ export function renderTaskDetail(detail: TaskDetail, paint: Palette = palette())
     out.push(field("run after", formatTimestamp(task.runAfter)));
   }
   if (task.host) out.push(field("runs on", oneLine(`${task.host}:${task.port}`)));
+  if (task.priority !== 0) out.push(field("priority", String(task.priority)));
+  if (task.key !== null) out.push(field("key", oneLine(task.key)));
   out.push(paint.bold("result"));
   out.push(...lines((task.result ?? "(none yet)").trimEnd()).map((l) => `  ${l}`));
   const note = cutNote(detail);

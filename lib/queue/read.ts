@@ -55,6 +55,10 @@ export interface Task {
   port: string | null;
   /** The worker that holds it or last held it. */
   worker: string | null;
+  /** Higher is taken first. */
+  priority: number;
+  /** Its unique key (`enqueue --key`), if it has one. */
+  key: string | null;
 }
 
 /** A task as {@link listTasks} gives it: one line of its result instead of the whole. */
@@ -87,6 +91,8 @@ export interface TaskList {
   counts: StatusCounts;
   /** Tasks matching all the filters, of which `tasks` are the newest `limit`. */
   matching: number;
+  /** Programs paused now (`retask pause`), whatever the filters: workers take none of their tasks. */
+  pausedPrograms: { programId: number; name: string }[];
 }
 
 /** The longest summary {@link listTasks} gives; longer lines end in "…". */
@@ -101,7 +107,7 @@ function taskColumns(sql: Queryable, result: postgres.Fragment, schema: string) 
            (extract(epoch FROM coalesce(t.finished, CASE WHEN t.status = 'running'
                                                           THEN clock_timestamp() END) - t.started)
             * 1000)::float8 AS "durationMs",
-           ${result}, t.host, t.port, t.worker
+           ${result}, t.host, t.port, t.worker, t.priority, t.key
     FROM ${sql(schema)}.tasks t LEFT JOIN ${sql(schema)}.programs p ON p.program_id = t.program_id`;
 }
 
@@ -119,23 +125,59 @@ export async function listTasks(sql: Queryable, filter: TaskFilter = {}): Promis
   const programId = filter.program === undefined
     ? null
     : (await findProgram(sql, filter.program, filter)).programId;
-  const tasks = await sql<TaskSummary[]>`
-    ${taskColumns(sql, resultSummary(sql, schema), schema)}
-    WHERE (${filter.status ?? null}::text IS NULL OR t.status = ${filter.status ?? null}::text)
-      AND (${programId}::bigint IS NULL OR t.program_id = ${programId}::bigint)
-    ORDER BY t.task_id DESC
-    LIMIT ${filter.limit ?? 20}`;
-  const rows = await sql<{ status: TaskStatus; n: number }[]>`
-    SELECT status, count(*)::int AS n FROM ${sql(schema)}.tasks
-    WHERE ${programId}::bigint IS NULL OR program_id = ${programId}::bigint
-    GROUP BY status`;
+  const limit = filter.limit ?? 20;
+  const columns = taskColumns(sql, resultSummary(sql, schema), schema);
+  // Unfiltered, the newest are the primary key's last. Filtered, the newest of
+  // each program and status come from the end of tasks_program_status_idx, at
+  // most `limit` each: scanning the primary key backwards for rare ones would
+  // read the whole table. Without --program, the programs that have tasks are
+  // found in the same index, one probe each.
+  let tasks;
+  if (filter.status === undefined && programId === null) {
+    tasks = await sql<TaskSummary[]>`${columns} ORDER BY t.task_id DESC LIMIT ${limit}`;
+  } else {
+    const owners = programId !== null ? sql`SELECT ${programId}::bigint AS program_id` : sql`
+      WITH RECURSIVE owners AS (
+        (SELECT o.program_id FROM ${sql(schema)}.tasks o ORDER BY o.program_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT o.program_id FROM ${sql(schema)}.tasks o
+                WHERE o.program_id > w.program_id ORDER BY o.program_id LIMIT 1)
+        FROM owners w WHERE w.program_id IS NOT NULL
+      )
+      SELECT w.program_id FROM owners w WHERE w.program_id IS NOT NULL`;
+    const statuses = filter.status ? [filter.status] : [...STATUSES];
+    const newest = await sql<{ task_id: number }[]>`
+      SELECT n.task_id
+      FROM (${owners}) w
+      CROSS JOIN unnest(${statuses}::text[]) AS s(status)
+      CROSS JOIN LATERAL (
+        SELECT o.task_id FROM ${sql(schema)}.tasks o
+        WHERE o.program_id = w.program_id AND o.status = s.status
+        ORDER BY o.task_id DESC LIMIT ${limit}) n
+      ORDER BY n.task_id DESC LIMIT ${limit}`;
+    // by id, a second statement: joined to the first, a generic plan may read every task
+    tasks = await sql<TaskSummary[]>`
+      ${columns} WHERE t.task_id = ANY (${newest.map((r) => r.task_id)}::bigint[])
+      ORDER BY t.task_id DESC`;
+  }
+  // two statements, not `$1 IS NULL OR program_id = $1`: a prepared statement's
+  // generic plan for that reads the whole table even for one program
+  const rows = programId === null
+    ? await sql<{ status: TaskStatus; n: number }[]>`
+      SELECT status, count(*)::int AS n FROM ${sql(schema)}.tasks GROUP BY status`
+    : await sql<{ status: TaskStatus; n: number }[]>`
+      SELECT status, count(*)::int AS n FROM ${sql(schema)}.tasks
+      WHERE program_id = ${programId}::bigint GROUP BY status`;
   const counts = { scheduled: 0, running: 0, finished: 0, error: 0, cancelled: 0, total: 0 };
   for (const row of rows) {
     counts[row.status] = row.n;
     counts.total += row.n;
   }
   const matching = filter.status ? counts[filter.status] : counts.total;
-  return { tasks: [...tasks], counts, matching };
+  const pausedPrograms = await sql<{ programId: number; name: string }[]>`
+    SELECT program_id AS "programId", name FROM ${sql(schema)}.programs
+    WHERE paused ORDER BY program_id`;
+  return { tasks: [...tasks], counts, matching, pausedPrograms: [...pausedPrograms] };
 }
 
 /** One ended attempt of a task, from its history. */

@@ -91,10 +91,17 @@ Deno.test("retask status", async (t) => {
       assert.match(none.stdout, /^no tasks match\n/);
     });
 
-    await t.step("--json: {tasks, counts, matching, schedules}", async () => {
+    await t.step("--json: {tasks, counts, matching, paused_programs, schedules}", async () => {
       const run = await runCli(["status", "--json", "--limit", "2"], db.url);
       const out = JSON.parse(run.stdout);
-      assert.deepEqual(Object.keys(out), ["tasks", "counts", "matching", "schedules"]);
+      assert.deepEqual(Object.keys(out), [
+        "tasks",
+        "counts",
+        "matching",
+        "paused_programs",
+        "schedules",
+      ]);
+      assert.deepEqual(out.paused_programs, []);
       assert.deepEqual(out.schedules, []);
       assert.deepEqual(out.counts, {
         scheduled: 1,
@@ -123,6 +130,8 @@ Deno.test("retask status", async (t) => {
         "host",
         "port",
         "worker",
+        "priority",
+        "key",
       ]);
       assert.equal(out.tasks[1].task_id, ids.fail);
       assert.equal(out.tasks[1].attempt, 3);
