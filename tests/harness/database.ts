@@ -146,6 +146,25 @@ export async function freshDatabase(
 }
 
 /**
+ * A login role of `db`'s own, `<db name>_<suffix>`, member of `groups` (with
+ * the server's password, where it asks for one), and a client as it. Drop
+ * the role after the database: `db.admin(\`DROP ROLE IF EXISTS ${role}\`)`.
+ */
+export async function loginAs(
+  db: FreshDatabase,
+  suffix: string,
+  groups: string[],
+): Promise<{ role: string; sql: Sql }> {
+  const role = `${db.name}_${suffix}`;
+  const url = new URL(db.url);
+  const password = url.password ? ` PASSWORD '${decodeURIComponent(url.password)}'` : "";
+  await db.admin(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN${password}`);
+  for (const group of groups) await db.admin(`GRANT ${group} TO ${role}`);
+  url.username = role;
+  return { role, sql: client(url.toString(), { max: 1 }) };
+}
+
+/**
  * Runs `fn` on a fresh database and always drops it, so an interrupted or
  * failed run leaves nothing behind.
  */

@@ -2,27 +2,8 @@
 // program runs with the worker's rights, never the installer's; nothing of
 // retask is PUBLIC's. (Issue "Safe to deploy", item 1.)
 import assert from "node:assert/strict";
-import { client } from "../../lib/db/connect.ts";
 import { enqueue, install, registerProgram } from "../../lib/mod.ts";
-import {
-  type FreshDatabase,
-  freshDatabase,
-  installCourse,
-  runWork,
-  WORKER_ROLE,
-} from "../harness/mod.ts";
-
-// A login role of this database's own, member of `groups` (with the server's
-// password, where it asks for one), and a client as it.
-async function loginAs(db: FreshDatabase, suffix: string, groups: string[]) {
-  const role = `${db.name}_${suffix}`;
-  const url = new URL(db.url);
-  const password = url.password ? ` PASSWORD '${decodeURIComponent(url.password)}'` : "";
-  await db.admin(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN${password}`);
-  for (const group of groups) await db.admin(`GRANT ${group} TO ${role}`);
-  url.username = role;
-  return { role, sql: client(url.toString(), { max: 1 }) };
-}
+import { freshDatabase, installCourse, loginAs, runWork, WORKER_ROLE } from "../harness/mod.ts";
 
 Deno.test("nothing of retask or its course layer may be run by PUBLIC", async () => {
   const db = await freshDatabase("priv_public");

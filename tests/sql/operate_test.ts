@@ -5,13 +5,7 @@ import assert from "node:assert/strict";
 import { client, type Sql } from "../../lib/db/connect.ts";
 import { enqueue } from "../../lib/queue/enqueue.ts";
 import { registerProgram } from "../../lib/queue/programs.ts";
-import {
-  type FreshDatabase,
-  freshDatabase,
-  takeTasks,
-  TEST_FUNCTIONS,
-  waitFor,
-} from "../harness/mod.ts";
+import { freshDatabase, loginAs, takeTasks, TEST_FUNCTIONS, waitFor } from "../harness/mod.ts";
 
 interface Row {
   task_id: number;
@@ -41,17 +35,6 @@ async function runTasks(sql: Sql, ids: number[], attempts: number[]) {
     ...await sql<{ task_id: number; outcome: string; status: string; error: string | null }[]>`
     SELECT task_id, outcome, status, error FROM retask.run_tasks(${ids}::bigint[], ${attempts}::integer[])`,
   ];
-}
-
-// A login role of this database's own, member of `groups`, and a client as it.
-async function loginAs(db: FreshDatabase, suffix: string, groups: string[]) {
-  const role = `${db.name}_${suffix}`;
-  const url = new URL(db.url);
-  const password = url.password ? ` PASSWORD '${decodeURIComponent(url.password)}'` : "";
-  await db.admin(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN${password}`);
-  for (const group of groups) await db.admin(`GRANT ${group} TO ${role}`);
-  url.username = role;
-  return { role, sql: client(url.toString(), { max: 1 }) };
 }
 
 Deno.test("operating the queue in SQL", async (t) => {

@@ -8,18 +8,7 @@ import { addSchedule, listSchedules, registerProgram } from "../../lib/mod.ts";
 import { nextRunAfter } from "../../lib/queue/schedules.ts";
 import { Scheduler } from "../../lib/worker/schedule.ts";
 import type { WorkerLog } from "../../lib/worker/outcome.ts";
-import { type FreshDatabase, freshDatabase, waitFor, WORKER_ROLE } from "../harness/mod.ts";
-
-// A login role of this database's own in `groups`, and a client as it.
-async function loginAs(db: FreshDatabase, suffix: string, groups: string[]) {
-  const role = `${db.name}_${suffix}`;
-  const url = new URL(db.url);
-  const password = url.password ? ` PASSWORD '${decodeURIComponent(url.password)}'` : "";
-  await db.admin(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} LOGIN${password}`);
-  for (const group of groups) await db.admin(`GRANT ${group} TO ${role}`);
-  url.username = role;
-  return { role, sql: client(url.toString(), { max: 1 }) };
-}
+import { freshDatabase, loginAs, waitFor, WORKER_ROLE } from "../harness/mod.ts";
 
 // The tasks schedule `name`'s program got, by slot (a task runs after its slot).
 async function slots(sql: Sql, programId: number): Promise<number[]> {
