@@ -1,4 +1,4 @@
--- retask: who may do what (SECURITY.md). Four group roles, NOLOGIN; an
+-- retask: who may do what (SECURITY.md). Five group roles, NOLOGIN; an
 -- administrator grants them to login roles:
 --
 --   retask_read      sees programs, tasks and their history (`retask status`)
@@ -50,8 +50,8 @@ GRANT EXECUTE ON FUNCTION retask.result_summary(text, integer), retask.tasks_pen
     retask.host_port_problem(text, text), retask.check_host_port(text, text)
     TO retask_read;
 
--- enqueueing: through enqueue_keyed alone (enqueue_task(s) call it), which
--- checks every task and runs as its owner (SECURITY DEFINER: no program runs
+-- enqueueing: through enqueue_keyed (enqueue_task(s) wrap it), which checks
+-- every task and runs as its owner (SECURITY DEFINER: no program runs
 -- in it); no write on tasks
 GRANT EXECUTE ON FUNCTION
     retask.enqueue_keyed(bigint, jsonb[], text, text, integer, interval, text, timestamptz, integer, text),
@@ -105,6 +105,17 @@ GRANT EXECUTE ON FUNCTION
 -- state machine makes, and nothing else. A task's cancel request goes when its
 -- attempt is recorded.
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA retask TO retask_worker;
+-- but not the operator's: a program runs with its worker's rights, and must
+-- not delete, retry or cancel other tasks, pause programs or edit schedules
+-- (prune_tasks stays, for work --retention)
+REVOKE EXECUTE ON FUNCTION
+    retask.retry_tasks(bigint[], bigint, text, integer),
+    retask.cancel_tasks(bigint[], bigint, text),
+    retask.delete_tasks(bigint[]),
+    retask.pause_program(bigint), retask.resume_program(bigint),
+    retask.upsert_schedule(text, bigint, text, text, jsonb, timestamptz),
+    retask.remove_schedule(text)
+    FROM retask_worker;
 GRANT UPDATE ON retask.tasks TO retask_worker;
 GRANT INSERT ON retask.task_attempts TO retask_worker;
 GRANT DELETE ON retask.cancel_requests TO retask_worker;

@@ -101,6 +101,8 @@ SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     statement_ text;
 BEGIN
+    -- first: a cursor left open on a temporary table would stop DISCARD TEMP
+    EXECUTE 'CLOSE ALL';
     RESET SESSION AUTHORIZATION;
     RESET ROLE;
     PERFORM pg_catalog.pg_advisory_unlock_all();
@@ -216,17 +218,28 @@ BEGIN
                     USING ERRCODE = 'invalid_transaction_state',
                           HINT = 'A program runs inside its worker''s transaction: it must not SET TRANSACTION.';
             END IF;
+            -- the next task starts from a clean session; what run_program keeps
+            -- of this program (a session setting) is kept. Inside the program's
+            -- block: a session it leaves in a state that cannot be reset fails
+            -- its own task, not the batch.
+            cache := pg_catalog.current_setting('retask.run_' OPERATOR(pg_catalog.||) task.program_id, true);
+            PERFORM retask.reset_session();
         EXCEPTION
             -- OTHERS leaves out the cancel and a failed ASSERT
             WHEN others OR query_canceled OR assert_failure THEN
                 GET STACKED DIAGNOSTICS err := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
+                cache := pg_catalog.current_setting('retask.run_' OPERATOR(pg_catalog.||) task.program_id, true);
+                -- the rollback closed what the program opened; what is left
+                -- (settings, locks, prepared statements) goes now
+                BEGIN
+                    PERFORM retask.reset_session();
+                EXCEPTION WHEN others THEN
+                    err := err OPERATOR(pg_catalog.||) '; and its session could not be reset: '
+                           OPERATOR(pg_catalog.||) SQLERRM;
+                END;
         END;
         ended := pg_catalog.clock_timestamp();
-        -- the next task starts from a clean session; what run_program keeps of
-        -- this program (a session setting) is kept
-        cache := pg_catalog.current_setting('retask.run_' OPERATOR(pg_catalog.||) task.program_id, true);
-        PERFORM retask.reset_session();
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         IF cache <> '' THEN
             PERFORM set_config('retask.run_' || task.program_id, cache, false);
@@ -340,6 +353,8 @@ BEGIN
 
         BEGIN
             result := retask.run_program(task.program_id, task.params, path);
+            -- as in run_tasks: a session that cannot be reset fails its task
+            PERFORM retask.reset_session();
             IF NOT EXISTS (SELECT FROM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
                                                                ARRAY['finished'], ARRAY[result])) THEN
                 RAISE EXCEPTION 'attempt % of task % was taken from this worker',
@@ -350,6 +365,12 @@ BEGIN
             WHEN others OR assert_failure THEN
                 GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
+                BEGIN
+                    PERFORM retask.reset_session();
+                EXCEPTION WHEN others THEN
+                    msg := msg OPERATOR(pg_catalog.||) '; and its session could not be reset: '
+                           OPERATOR(pg_catalog.||) SQLERRM;
+                END;
                 PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
                     ARRAY['error'], NULL, ARRAY[msg], ARRAY[code], ARRAY[retask.program_error_context(ctx)]);
             WHEN query_canceled THEN
@@ -363,7 +384,6 @@ BEGIN
                     ARRAY[CASE WHEN cancelled THEN 'lost' ELSE 'cancelled' END], NULL,
                     ARRAY['process_tasks was cancelled during the task']);
         END;
-        PERFORM retask.reset_session();
         PERFORM pg_catalog.set_config('application_name', 'process_tasks', false);
         COMMIT;
         IF cancelled THEN

@@ -49,9 +49,9 @@ export async function dropRoutines(tx: Queryable, schema: string, compat: boolea
 /**
  * Grants the saved privileges again, only onto retask's own routines and this
  * install's course layer, never onto an application's object of the same
- * name, and never to PUBLIC (SECURITY.md). A role granted one of them also
- * becomes a member of the groups the object is granted to (sql/privileges.sql
- * and compat.sql): the course's register_program, say, runs with its caller's
+ * name, and never to PUBLIC (SECURITY.md). A role granted one of the course
+ * layer's objects also becomes a member of the group it is granted to
+ * (compat.sql): the course's register_program, say, runs with its caller's
  * rights, which must include what retask_register may do.
  */
 export async function restoreAcls(tx: Queryable, schema: string): Promise<void> {
@@ -69,22 +69,26 @@ export async function restoreAcls(tx: Queryable, schema: string): Promise<void> 
         FOR saved IN SELECT * FROM ${schema}.saved_acl LOOP
             FOR target IN
                 SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END AS kind,
-                       p.oid::regprocedure::text AS name, p.proacl AS acl, p.proowner AS owner
+                       p.oid::regprocedure::text AS name, p.proacl AS acl, p.proowner AS owner,
+                       n.nspname <> '${schema}' AS compat
                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                 WHERE saved.kind = 'routine' AND n.nspname || '.' || p.proname = saved.object
                   AND (n.nspname = '${schema}'
                        OR obj_description(p.oid, 'pg_proc') LIKE '${mark}%')
                 UNION ALL
-                SELECT 'TABLE', c.oid::regclass::text, c.relacl, c.relowner
+                SELECT 'TABLE', c.oid::regclass::text, c.relacl, c.relowner, true
                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE saved.kind = 'relation' AND n.nspname || '.' || c.relname = saved.object
                   AND obj_description(c.oid, 'pg_class') LIKE '${mark}%'
             LOOP
                 EXECUTE format('REVOKE ALL ON %s %s FROM PUBLIC', target.kind, target.name);
+                -- a course name stands for one group's work; retask's own
+                -- functions are all the worker's, and a grant of one must not
+                -- make its grantee a worker
                 groups := ARRAY(
                     SELECT DISTINCT pg_get_userbyid(g.grantee)
                     FROM aclexplode(coalesce(target.acl, '{}')) g
-                    WHERE pg_get_userbyid(g.grantee) = ANY (ARRAY[${groups}]));
+                    WHERE target.compat AND pg_get_userbyid(g.grantee) = ANY (ARRAY[${groups}]));
                 FOR grant_ IN SELECT * FROM aclexplode(saved.acl) a
                               WHERE a.grantee <> 0 AND a.grantee <> target.owner LOOP
                     EXECUTE format('GRANT %s ON %s %s TO %I%s', grant_.privilege_type, target.kind,

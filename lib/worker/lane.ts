@@ -10,7 +10,7 @@
 import type { Sql } from "../db/connect.ts";
 import { isConnectionError, reconnectDelay, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
-import type { ClaimedTask } from "./claim.ts";
+import { type ClaimedTask, renewLeases } from "./claim.ts";
 import { GiveBack, releaseTasks } from "./give_back.ts";
 import { runLocal } from "./local.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
@@ -42,6 +42,8 @@ const RECORD_LOST_FOR_MS = 30_000;
 export interface LaneContext extends RecordTarget {
   /** The most tasks a lane runs in one transaction. */
   batchSize: number;
+  /** How long a taken task stays this worker's without a renewal, in ms. */
+  leaseMs: number;
   /** A result longer than this is cut, with a note that it was. */
   maxResultBytes: number;
   remote: RemotePools;
@@ -202,7 +204,9 @@ export class Lane implements LaneHandle {
   async recover(): Promise<boolean> {
     this.reopen();
     try {
-      await withinStall(this.#sql`SELECT 1`);
+      // the batch's rows name the dead backend: point them at the new one at
+      // once, before another worker's rescuer takes them for lost
+      await withinStall(renewLeases(this.#sql, this.ctx.schema, this.#held, this.ctx.leaseMs));
       return true;
     } catch {
       return false;

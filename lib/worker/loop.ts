@@ -179,6 +179,7 @@ export async function runWorker(
     schema,
     worker,
     batchSize: settings.batchSize,
+    leaseMs: settings.leaseMs,
     maxResultBytes: settings.maxResultBytes,
     taskTimeoutMs: settings.taskTimeoutMs,
     remote,

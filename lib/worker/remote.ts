@@ -118,18 +118,25 @@ export class RemotePools {
         took(),
       );
     }
+    let connection: Awaited<ReturnType<Sql["reserve"]>> | undefined;
     try {
       const pool = this.#pool(remoteKey(host, port), target);
+      // one connection for the run and the reset after it, as on a lane: the
+      // next task on it starts from a clean session
+      connection = await pool.reserve();
+      const sql = connection;
       // one run of a task at a time on the remote server too: a retry after this
       // worker's kill -9 waits until the dead worker's backend has stopped
-      const query = pool<{ result: string }[]>`
-        SELECT ${pool(this.#options.schema)}.run_program(
-                 ${task.programId}::bigint, ${pool.json(task.params as never)}::jsonb,
+      const query = sql<{ result: string }[]>`
+        SELECT ${sql(this.#options.schema)}.run_program(
+                 ${task.programId}::bigint, ${sql.json(task.params as never)}::jsonb,
                  max_result_bytes => ${this.#options.maxResultBytes}::integer) AS result
         FROM (SELECT pg_advisory_xact_lock(hashtextextended('retask.task:' || ${task.taskId}, 0)))
              AS one_at_a_time`;
       onStart(query);
-      const [row] = await query;
+      const [row] = await query.finally(() =>
+        sql`SELECT ${sql(this.#options.schema)}.reset_session()`.catch(() => {})
+      );
       return finished(task, row.result, took());
     } catch (error) {
       const { code = null, where = null } = error as { code?: string; where?: string | null };
@@ -143,6 +150,8 @@ export class RemotePools {
         );
       }
       return failed(task, errorMessage(error), code, where, took());
+    } finally {
+      connection?.release();
     }
   }
 

@@ -173,3 +173,43 @@ Deno.test("the course's API keeps working for the role the course granted it to"
     await db.admin(`DROP ROLE IF EXISTS ${app.role}`);
   }
 });
+
+Deno.test("a worker may not operate the queue, and a grant of a function makes no worker", async () => {
+  const db = await freshDatabase("priv_operate", { install: true });
+  const { sql } = db;
+  const caller = await loginAs(db, "caller", []);
+  try {
+    // what a program (running with the worker's rights) must not reach
+    const [rights] = await sql<Record<string, boolean>[]>`
+      SELECT has_function_privilege(${WORKER_ROLE}, 'retask.delete_tasks(bigint[])', 'EXECUTE')
+               AS delete,
+             has_function_privilege(${WORKER_ROLE},
+               'retask.retry_tasks(bigint[], bigint, text, integer)', 'EXECUTE') AS retry,
+             has_function_privilege(${WORKER_ROLE},
+               'retask.cancel_tasks(bigint[], bigint, text)', 'EXECUTE') AS cancel,
+             has_function_privilege(${WORKER_ROLE}, 'retask.pause_program(bigint)', 'EXECUTE')
+               AS pause,
+             has_function_privilege(${WORKER_ROLE},
+               'retask.prune_tasks(interval, text[], integer)', 'EXECUTE') AS prune`;
+    assert.deepEqual(rights, {
+      delete: false,
+      retry: false,
+      cancel: false,
+      pause: false,
+      prune: true,
+    });
+    // an administrator's grant of one retask function, kept across a refresh,
+    // does not make its grantee a member of any group
+    await sql.unsafe(`GRANT EXECUTE ON FUNCTION retask.tasks_pending() TO ${caller.role};
+      UPDATE retask.migrations SET checksum = 'older' WHERE file = 'run.sql';`);
+    await install(sql);
+    const [{ member, pending }] = await sql<{ member: boolean; pending: boolean }[]>`
+      SELECT pg_has_role(${caller.role}, 'retask_worker', 'MEMBER') AS member,
+             has_function_privilege(${caller.role}, 'retask.tasks_pending()', 'EXECUTE') AS pending`;
+    assert.deepEqual({ member, pending }, { member: false, pending: true });
+  } finally {
+    await caller.sql.end();
+    await db.drop();
+    await db.admin(`DROP ROLE IF EXISTS ${caller.role}`);
+  }
+});

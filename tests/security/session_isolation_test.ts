@@ -11,12 +11,14 @@ const PROGRAMS = `
   INSERT INTO books VALUES ('a real book');
   -- what a task sees of its session
   CREATE FUNCTION observe(params jsonb) RETURNS TABLE (
-      time_zone text, read_only text, path text, book text, locks bigint, prepared bigint)
+      time_zone text, read_only text, path text, book text, locks bigint, prepared bigint,
+      cursors bigint)
   LANGUAGE sql AS $$
     SELECT current_setting('TimeZone'), current_setting('default_transaction_read_only'),
            current_setting('search_path'), (SELECT title FROM books LIMIT 1),
            (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
-           (SELECT count(*) FROM pg_prepared_statements WHERE from_sql)
+           (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+           (SELECT count(*) FROM pg_cursors WHERE name = 'leftover')
   $$;
   CREATE FUNCTION leave_settings(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
   BEGIN
@@ -42,6 +44,15 @@ const PROGRAMS = `
     EXECUTE 'PREPARE leftover AS SELECT 1';
     RETURN 'prepared left';
   END $$;
+  -- a cursor left open on a temporary table (DISCARD TEMP alone would fail)
+  CREATE FUNCTION leave_cursor(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
+  DECLARE
+    c refcursor := 'leftover';
+  BEGIN
+    CREATE TEMP TABLE scratch AS SELECT 1 AS n;
+    OPEN c FOR SELECT * FROM scratch;
+    RETURN 'cursor left';
+  END $$;
   CREATE FUNCTION make_read_only(params jsonb) RETURNS text LANGUAGE plpgsql AS $$
   BEGIN
     SET TRANSACTION READ ONLY;
@@ -56,7 +67,14 @@ Deno.test("what a program leaves in its session never reaches the next task", as
     await sql.unsafe(PROGRAMS);
     const ids: Record<string, number> = {};
     for (
-      const name of ["observe", "leave_settings", "leave_temp", "leave_lock", "leave_prepared"]
+      const name of [
+        "observe",
+        "leave_settings",
+        "leave_temp",
+        "leave_lock",
+        "leave_prepared",
+        "leave_cursor",
+      ]
     ) {
       ids[name] = (await registerProgram(sql, name, name)).programId;
     }
