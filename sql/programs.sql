@@ -360,43 +360,39 @@ SET search_path = pg_catalog, pg_temp AS $$
                                                retry_delay, retry_backoff, run_after, priority, key) e
 $$;
 
--- Pauses a program: workers take no new task of it (take_tasks skips them)
--- until it is resumed; tasks already running go on. True if it was not paused
--- before. Runs as its owner (no program runs here), so an administrator needs
--- no write on the programs table.
-CREATE FUNCTION retask.pause_program(program_id bigint)
-RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- Pauses (`paused` true) or resumes a program: workers take no new task of a
+-- paused one (take_tasks skips them); tasks already running go on. Resuming
+-- wakes the workers. True if it changed. Called by the two below.
+CREATE FUNCTION retask.set_paused(program_id bigint, paused boolean)
+RETURNS boolean LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    UPDATE retask.programs p SET paused = true
-    WHERE p.program_id = pause_program.program_id AND NOT p.paused;
+    UPDATE retask.programs p SET paused = set_paused.paused
+    WHERE p.program_id = set_paused.program_id AND p.paused <> set_paused.paused;
     IF FOUND THEN
+        IF NOT set_paused.paused THEN
+            PERFORM pg_notify('retask_tasks', '');
+        END IF;
         RETURN true;
     END IF;
-    IF NOT EXISTS (SELECT FROM retask.programs p WHERE p.program_id = pause_program.program_id) THEN
-        RAISE EXCEPTION 'program % does not exist', pause_program.program_id
+    IF NOT EXISTS (SELECT FROM retask.programs p WHERE p.program_id = set_paused.program_id) THEN
+        RAISE EXCEPTION 'program % does not exist', set_paused.program_id
             USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
     END IF;
     RETURN false;
 END
 $$;
 
--- Resumes a paused program, and wakes the workers to take its tasks. True if
--- it was paused.
-CREATE FUNCTION retask.resume_program(program_id bigint)
-RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- Both run as their owner (no program runs here), so an administrator needs
+-- no write on the programs table.
+CREATE FUNCTION retask.pause_program(program_id bigint)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    UPDATE retask.programs p SET paused = false
-    WHERE p.program_id = resume_program.program_id AND p.paused;
-    IF FOUND THEN
-        PERFORM pg_notify('retask_tasks', '');
-        RETURN true;
-    END IF;
-    IF NOT EXISTS (SELECT FROM retask.programs p WHERE p.program_id = resume_program.program_id) THEN
-        RAISE EXCEPTION 'program % does not exist', resume_program.program_id
-            USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
-    END IF;
-    RETURN false;
-END
+    SELECT retask.set_paused(program_id, true)
+$$;
+
+CREATE FUNCTION retask.resume_program(program_id bigint)
+RETURNS boolean LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT retask.set_paused(program_id, false)
 $$;
