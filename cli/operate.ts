@@ -5,7 +5,7 @@
  */
 import type { Command } from "npm:commander@14.0.3";
 import { RetaskError } from "../lib/errors.ts";
-import type { SkippedTask } from "../lib/queue/operate.ts";
+import { checkSelection, type SkippedTask } from "../lib/queue/operate.ts";
 import { parseStatus, type TaskStatus } from "../lib/queue/read.ts";
 import { escapeControl, formatIdRanges } from "./format.ts";
 
@@ -53,22 +53,15 @@ export function parseSelection(
   flags: SelectFlags,
   statuses: readonly TaskStatus[],
 ): { taskIds: number[] } | { program?: string; status?: TaskStatus } {
-  const filtered = flags.program !== undefined || flags.status !== undefined;
-  if (args.length > 0 && filtered) {
-    throw new RetaskError("usage", `${verb} takes task ids, or --program and --status, not both`);
-  }
-  if (args.length > 0) return { taskIds: parseTaskIds(args) };
-  if (!filtered) {
-    throw new RetaskError("usage", `${verb} needs task ids, or --program and/or --status`);
-  }
-  const status = flags.status === undefined ? undefined : parseStatus(flags.status);
-  if (status !== undefined && !statuses.includes(status)) {
-    throw new RetaskError(
-      "invalid_input",
-      `${verb} acts on ${statuses.join(" or ")} tasks, not "${status}"`,
-    );
-  }
-  return { program: flags.program, status };
+  const select = args.length > 0 && flags.program === undefined && flags.status === undefined
+    ? { taskIds: parseTaskIds(args) }
+    : {
+      taskIds: args.length > 0 ? [] : undefined,
+      program: flags.program,
+      status: flags.status === undefined ? undefined : parseStatus(flags.status),
+    };
+  checkSelection(select, verb, statuses);
+  return select;
 }
 
 /** Adds `--program` and `--status` (one of `statuses`, default all of them) to a command. */

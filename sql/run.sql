@@ -94,13 +94,23 @@ $$;
 -- session of the worker's role would have, whatever ran before it on the same
 -- connection (run_tasks and process_tasks call this after every program).
 -- RESET ALL comes last: it also resets this function's pinned search_path,
--- which its caller pins again. About 5 µs.
-CREATE FUNCTION retask.reset_session() RETURNS void
+-- which its caller pins again. About 5 µs. Not `raising`: a failure is
+-- returned as its message instead of raised (for a program that failed
+-- already: there is nothing left to undo).
+CREATE FUNCTION retask.reset_session(raising boolean DEFAULT true) RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     statement_ text;
 BEGIN
+    IF NOT raising THEN
+        BEGIN
+            PERFORM retask.reset_session(true);
+            RETURN NULL;
+        EXCEPTION WHEN others THEN
+            RETURN SQLERRM;
+        END;
+    END IF;
     -- first: a cursor left open on a temporary table would stop DISCARD TEMP
     EXECUTE 'CLOSE ALL';
     RESET SESSION AUTHORIZATION;
@@ -115,6 +125,7 @@ BEGIN
     END IF;
     UNLISTEN *;
     RESET ALL;
+    RETURN NULL;
 END
 $$;
 
@@ -180,15 +191,20 @@ DECLARE
     cut_context text;
     cache text;
     read_only text := current_setting('transaction_read_only');
+    requested bigint[];
 BEGIN
     IF coalesce(cardinality(task_ids), 0) <> coalesce(cardinality(attempts), 0) THEN
         RAISE EXCEPTION 'run_tasks needs as many attempts as task_ids'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     held := ARRAY(SELECT t FROM retask.lock_tasks(task_ids, attempts) t);
+    -- once per batch: a request made during it cancels the statement, and the
+    -- tasks it did not reach run again in a new one, which reads it then
+    requested := ARRAY(SELECT r.task_id FROM retask.cancel_requests r
+                       WHERE r.task_id = ANY (run_tasks.task_ids));
     FOREACH task IN ARRAY held LOOP
         -- a task someone asked to cancel is not run: it ends cancelled
-        IF EXISTS (SELECT FROM retask.cancel_requests r WHERE r.task_id = task.task_id) THEN
+        IF task.task_id = ANY (requested) THEN
             n := n + 1;
             ids[n] := task.task_id;
             tries[n] := task.attempt_count;
@@ -232,12 +248,8 @@ BEGIN
                 cache := pg_catalog.current_setting('retask.run_' OPERATOR(pg_catalog.||) task.program_id, true);
                 -- the rollback closed what the program opened; what is left
                 -- (settings, locks, prepared statements) goes now
-                BEGIN
-                    PERFORM retask.reset_session();
-                EXCEPTION WHEN others THEN
-                    err := err OPERATOR(pg_catalog.||) '; and its session could not be reset: '
-                           OPERATOR(pg_catalog.||) SQLERRM;
-                END;
+                err := err OPERATOR(pg_catalog.||) coalesce('; and its session could not be reset: '
+                       OPERATOR(pg_catalog.||) retask.reset_session(false), '');
         END;
         ended := pg_catalog.clock_timestamp();
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -365,12 +377,8 @@ BEGIN
             WHEN others OR assert_failure THEN
                 GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
-                BEGIN
-                    PERFORM retask.reset_session();
-                EXCEPTION WHEN others THEN
-                    msg := msg OPERATOR(pg_catalog.||) '; and its session could not be reset: '
-                           OPERATOR(pg_catalog.||) SQLERRM;
-                END;
+                msg := msg OPERATOR(pg_catalog.||) coalesce('; and its session could not be reset: '
+                       OPERATOR(pg_catalog.||) retask.reset_session(false), '');
                 PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
                     ARRAY['error'], NULL, ARRAY[msg], ARRAY[code], ARRAY[retask.program_error_context(ctx)]);
             WHEN query_canceled THEN

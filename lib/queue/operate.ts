@@ -86,25 +86,23 @@ export const ENDED = ["finished", "error", "cancelled"] as const;
 /** A status that has ended: what delete and prune remove. */
 export type EndedStatus = typeof ENDED[number];
 
-// The selection as SQL arguments: ids, or program id and status. Bad input is
-// refused here with a message that says what to give.
-async function selection(
-  sql: Queryable,
+/**
+ * Refuses a selection `verb` cannot act on, before anything connects: ids and
+ * a filter together, neither, no ids, or a status not among `statuses`.
+ */
+export function checkSelection(
   select: TaskSelection,
   verb: string,
   statuses: readonly string[],
-): Promise<{ ids: number[] | null; programId: number | null; status: string | null }> {
-  const byId = select.taskIds !== undefined;
-  if (byId && (select.program !== undefined || select.status !== undefined)) {
+): void {
+  const filtered = select.program !== undefined || select.status !== undefined;
+  if (select.taskIds !== undefined && filtered) {
     throw new RetaskError("usage", `${verb} takes task ids, or --program and --status, not both`);
   }
-  if (byId) {
-    if (select.taskIds!.length === 0) {
-      throw new RetaskError("usage", `${verb} needs at least one task id`);
-    }
-    return { ids: [...select.taskIds!], programId: null, status: null };
+  if (select.taskIds !== undefined && select.taskIds.length === 0) {
+    throw new RetaskError("usage", `${verb} needs at least one task id`);
   }
-  if (select.program === undefined && select.status === undefined) {
+  if (select.taskIds === undefined && !filtered) {
     throw new RetaskError("usage", `${verb} needs task ids, or --program and/or --status`);
   }
   if (select.status !== undefined && !statuses.includes(select.status)) {
@@ -112,6 +110,19 @@ async function selection(
       "invalid_input",
       `${verb} acts on ${statuses.join(" or ")} tasks, not "${select.status}"`,
     );
+  }
+}
+
+// The selection as SQL arguments: ids, or program id and status.
+async function selection(
+  sql: Queryable,
+  select: TaskSelection,
+  verb: string,
+  statuses: readonly string[],
+): Promise<{ ids: number[] | null; programId: number | null; status: string | null }> {
+  checkSelection(select, verb, statuses);
+  if (select.taskIds !== undefined) {
+    return { ids: [...select.taskIds], programId: null, status: null };
   }
   const programId = select.program === undefined
     ? null
