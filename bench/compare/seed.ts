@@ -3,7 +3,9 @@
  * tests/harness/fixtures/course.sql): each worker sleeps one
  * second per loop, so it runs at most one task a second. Throughput is
  * measured over a fixed window with a few workers instead of draining the
- * whole queue, which would take hours.
+ * whole queue, which would take hours. The same window with `bench_lucky`
+ * tasks measures the lucky workload: the seed never retries, so each task it
+ * takes is one attempt, and ends finished or error.
  * @module
  */
 import { client } from "../../lib/db/connect.ts";
@@ -21,14 +23,27 @@ export interface SeedOptions {
   intervalMs: number;
 }
 
+/** The seed's programs, by id. */
+interface SeedPrograms {
+  noop: number;
+  started: number;
+  lucky: number;
+}
+
 /** Installs the seed's schema and the benchmark's programs; returns the programs' ids. */
-async function installSeed(db: FreshDatabase): Promise<{ noop: number; started: number }> {
+async function installSeed(db: FreshDatabase): Promise<SeedPrograms> {
   await installCourse(db.sql);
   await db.sql.unsafe(await Deno.readTextFile(new URL("../programs.sql", import.meta.url)));
-  const [noop, started] = await db.sql<{ program_id: number }[]>`
-    INSERT INTO programs (name, func) VALUES ('no-op', 'bench_noop'), ('started', 'bench_started')
-    RETURNING program_id`;
-  return { noop: noop.program_id, started: started.program_id };
+  const id = async (name: string, func: string) => {
+    const [row] = await db.sql<{ program_id: number }[]>`
+      INSERT INTO programs (name, func) VALUES (${name}, ${func}) RETURNING program_id`;
+    return row.program_id;
+  };
+  return {
+    noop: await id("no-op", "bench_noop"),
+    started: await id("started", "bench_started"),
+    lucky: await id("lucky", "bench_lucky"),
+  };
 }
 
 /**
@@ -60,26 +75,62 @@ async function startWorkers(db: FreshDatabase, n: number): Promise<() => Promise
   };
 }
 
-/** Tasks finished per second by `workers` backends over the window, on a full queue. */
-export async function seedThroughput(db: FreshDatabase, options: SeedOptions): Promise<number> {
-  const { noop } = await installSeed(db);
+/** What the seed's workers did over a window on a full queue. */
+interface Window {
+  finished: number;
+  error: number;
+  seconds: number;
+}
+
+// `workers` backends run process_tasks() for the window on a queue of `program`'s tasks
+async function runWindow(
+  db: FreshDatabase,
+  options: SeedOptions,
+  program: keyof SeedPrograms,
+): Promise<Window> {
+  const programs = await installSeed(db);
   // more than the workers can possibly take in the window, so none ever idles
   const tasks = options.workers * options.windowSeconds * 4;
   await db.sql`
     INSERT INTO tasks (program_id, status, params)
-    SELECT ${noop}, 'scheduled', jsonb_build_object('i', i) FROM generate_series(1, ${tasks}) i`;
+    SELECT ${programs[program]}, 'scheduled', jsonb_build_object('i', i)
+    FROM generate_series(1, ${tasks}) i`;
   const stop = await startWorkers(db, options.workers);
   const started = wallClockMs();
   await sleep(options.windowSeconds * 1000);
   await stop();
   const seconds = (wallClockMs() - started) / 1000;
-  const [row] = await db.sql<{ finished: number; other: number }[]>`
+  const [row] = await db.sql<{ finished: number; error: number }[]>`
     SELECT count(*) FILTER (WHERE status = 'finished')::int AS finished,
-           count(*) FILTER (WHERE status NOT IN ('finished', 'scheduled', 'running'))::int AS other
+           count(*) FILTER (WHERE status = 'error')::int AS error
     FROM tasks`;
-  verify(row.finished > 0, "the seed's workers finished no task");
-  verify(row.other === 0, `${row.other} seed tasks ended in error`);
-  return row.finished / seconds;
+  return { ...row, seconds };
+}
+
+/** Tasks finished per second by `workers` backends over the window, on a full queue. */
+export async function seedThroughput(db: FreshDatabase, options: SeedOptions): Promise<number> {
+  const w = await runWindow(db, options, "noop");
+  verify(w.finished > 0, "the seed's workers finished no task");
+  verify(w.error === 0, `${w.error} seed tasks ended in error`);
+  return w.finished / w.seconds;
+}
+
+/**
+ * The lucky workload for the seed: `workers` backends over the window on a
+ * queue of bench_lucky tasks. Its history is the task row itself (no retries,
+ * no attempt count): each task that ended, finished or error, is one attempt.
+ */
+export async function seedLucky(db: FreshDatabase, options: SeedOptions) {
+  const w = await runWindow(db, options, "lucky");
+  const ended = w.finished + w.error;
+  verify(ended > 0, "the seed's workers ended no lucky task");
+  return {
+    jobsPerSec: ended / w.seconds,
+    attemptsPerSec: ended / w.seconds,
+    jobs: ended,
+    attempts: ended,
+    seconds: w.seconds,
+  };
 }
 
 /** Enqueue-to-start latencies (ms) of tasks enqueued one at a time to idle workers. */

@@ -2,14 +2,15 @@
  * The systems bench/compare.ts puts side by side, each at its best documented
  * settings, and how one run of each is measured: a drain of a pre-filled
  * queue (throughput) and enqueue-to-start times with an idle worker (latency),
- * each phase on a fresh database of its own.
+ * each phase on a fresh database of its own; for retask and the seed also the
+ * `lucky` workload, a drain of tasks that fail 70% of their attempts.
  * @module
  */
 import { WORKER_DEFAULTS } from "../../lib/worker/settings.ts";
 import { verify, withBenchDatabase } from "../common.ts";
 import { drain, fillQueue, pickupLatency, prepareRetask } from "../retask.ts";
 import { type NodeEnv, type NodePhaseResult, runNodePhase } from "./node.ts";
-import { seedLatency, seedThroughput } from "./seed.ts";
+import { seedLatency, seedLucky, seedThroughput } from "./seed.ts";
 
 /** What one run measures, and how big it is. */
 export interface PhaseOptions {
@@ -33,6 +34,21 @@ export interface RunResult {
   latenciesMs: number[];
 }
 
+/**
+ * One run of the `lucky` workload: tasks whose program succeeds 30% of the
+ * time, at most 3 attempts each, retried at once.
+ */
+export interface LuckyResult {
+  /** Tasks that ended (finished, or error after their last attempt) per second. */
+  jobsPerSec: number;
+  /** Attempts per second, counted in the system's own history. */
+  attemptsPerSec: number;
+  /** Tasks that ended, attempts made, and over how many seconds. */
+  jobs: number;
+  attempts: number;
+  seconds: number;
+}
+
 /** A system as the comparison runs it. */
 export interface System {
   name: string;
@@ -42,7 +58,12 @@ export interface System {
   why: string;
   /** Needs the Node.js environment. */
   node: boolean;
+  /** The no-op workload: a drain, then pickup latency. */
   run(options: PhaseOptions): Promise<RunResult>;
+  /** The lucky workload; absent where it is not measured. */
+  lucky?: (options: PhaseOptions) => Promise<LuckyResult>;
+  /** How the lucky workload runs here, for the report. */
+  luckySettings?: string;
 }
 
 function checkNode(name: string, r: NodePhaseResult, expected: number): void {
@@ -117,6 +138,26 @@ export const retask: System = {
     });
     return { throughput, latenciesMs };
   },
+  luckySettings: "retask.lucky, 3 attempts, retry delay 0; retask work --drain; attempts from " +
+    "retask.task_attempts",
+  lucky(o) {
+    return withBenchDatabase(o.server, "retask_lucky", async (db) => {
+      const programs = await prepareRetask(db);
+      await fillQueue(db.sql, programs.lucky, o.jobs);
+      // drain() checks that every task ended and that the history holds every attempt
+      const result = await drain(db, o.retaskArgs, o.timeoutMs);
+      verify(result.tasks === o.jobs, `retask lucky: ${result.tasks} tasks for ${o.jobs} jobs`);
+      // 0.3^20: a queue of 20 or more where no task failed is a broken program
+      verify(o.jobs < 20 || result.attempts > result.tasks, "retask lucky: no task was retried");
+      return {
+        jobsPerSec: result.tasksPerSec,
+        attemptsPerSec: result.attemptsPerSec,
+        jobs: result.tasks,
+        attempts: result.attempts,
+        seconds: result.seconds,
+      };
+    });
+  },
 };
 
 /** graphile-worker with its defaults but the documented concurrency (24, pool 25). */
@@ -169,6 +210,16 @@ export const pgBoss = nodeSystem(
     "and the shortest allowed poll (the documented ways to low latency)",
 );
 
+function seedOptions(o: PhaseOptions) {
+  return {
+    workers: o.seedWorkers,
+    windowSeconds: o.seedSeconds,
+    // its capacity is one task a second per worker: stay well below it
+    latencyJobs: Math.min(o.latencyJobs, 20),
+    intervalMs: Math.max(o.intervalMs, 2000 / o.seedWorkers),
+  };
+}
+
 /** The seed's `process_tasks()`: one task per second per worker, by construction. */
 export const seed: System = {
   name: "seed",
@@ -176,13 +227,7 @@ export const seed: System = {
   why: "the assignment's loop as given (pg_sleep(1) per task); draining 20,000 would take hours",
   node: false,
   async run(o) {
-    const options = {
-      workers: o.seedWorkers,
-      windowSeconds: o.seedSeconds,
-      // its capacity is one task a second per worker: stay well below it
-      latencyJobs: Math.min(o.latencyJobs, 20),
-      intervalMs: Math.max(o.intervalMs, 2000 / o.seedWorkers),
-    };
+    const options = seedOptions(o);
     const throughput = await withBenchDatabase(
       o.server,
       "seed_throughput",
@@ -194,6 +239,15 @@ export const seed: System = {
       (db) => seedLatency(db, options),
     );
     return { throughput, latenciesMs };
+  },
+  luckySettings: "bench_lucky (30% success, as retask.lucky) in N backends over the same window; " +
+    "the seed never retries, so each task is one attempt",
+  lucky(o) {
+    return withBenchDatabase(
+      o.server,
+      "seed_lucky",
+      (db) => seedLucky(db, { ...seedOptions(o), latencyJobs: 0 }),
+    );
   },
 };
 
