@@ -3,8 +3,10 @@
  * fresh database of its own: worker throughput on no-op and on "lucky" tasks
  * (retries included) at several concurrencies, enqueue rates, pickup latency
  * with an idle worker, take and enqueue cost with a million finished tasks in
- * the table, the worker's memory over a long drain, and what pruning a million
- * old tasks costs a drain beside it (bench/prune.ts). A table, or `--json`.
+ * the table, the worker's memory over a long drain, what pruning a million
+ * old tasks costs a drain beside it (bench/prune.ts), and enqueue and status
+ * with a million tasks in the table while two workers drain a stream
+ * (bench/scale.ts). A table, or `--json`.
  *
  * Uses `--database-url` or `DATABASE_URL` (else the embedded server) to create
  * and drop databases named `retask_bench_*`.
@@ -26,6 +28,7 @@ import { dropDatabasesOnSignal, serverUrl } from "../tests/harness/mod.ts";
 import { enqueueRates, finishedRowsCost, memoryRun, throughput } from "./measure.ts";
 import { pickupLatency, prepareRetask } from "./retask.ts";
 import { pruneCost } from "./prune.ts";
+import { scale, STATUS_KINDS, type StatusKind, type StatusTiming } from "./scale.ts";
 import { parseInteger } from "../cli/parse.ts";
 
 const SECTIONS = [
@@ -36,6 +39,7 @@ const SECTIONS = [
   "finished",
   "memory",
   "prune",
+  "scale",
 ] as const;
 type Section = typeof SECTIONS[number];
 
@@ -55,6 +59,10 @@ const USAGE = `usage: deno task bench [options]
   --prune-rows <n>       old ended tasks pruned beside a drain (default 1000000)
   --prune-tasks <n>      no-op tasks of that drain (default 100000)
   --rest-ratios <list>   prune's rest after each batch, per measurement (default 0,4)
+  --scale-rows <n>       scale (about a minute): ended tasks in the table (default 1000000)
+  --enqueuers <n>        scale: connections calling enqueue_task one at a time (default 8)
+  --scale-seconds <s>    scale: how long they enqueue while two retask work drain (default 10)
+  --status-calls <n>     scale: retask status calls of each kind timed after (default 20)
   --worker-args=<flags> extra flags for every retask work (e.g. --worker-args="--batch-size 50")
   --timeout <s>          bound on each measurement (default 900)
   --database-url <url>   server to create the benchmark databases on
@@ -79,6 +87,10 @@ function options() {
       "prune-rows": { type: "string", default: "1000000" },
       "prune-tasks": { type: "string", default: "100000" },
       "rest-ratios": { type: "string", default: "0,4" },
+      "scale-rows": { type: "string", default: "1000000" },
+      enqueuers: { type: "string", default: "8" },
+      "scale-seconds": { type: "string", default: "10" },
+      "status-calls": { type: "string", default: "20" },
       "worker-args": { type: "string", default: "" },
       timeout: { type: "string", default: "900" },
       "database-url": { type: "string" },
@@ -113,6 +125,10 @@ function options() {
     restRatios: values["rest-ratios"].split(",").map((r) =>
       parseInteger("--rest-ratios", r, { min: 0, max: 100, code: "usage" })
     ),
+    scaleRows: countFlag("scale-rows", values["scale-rows"]),
+    enqueuers: countFlag("enqueuers", values.enqueuers, 64),
+    scaleSeconds: countFlag("scale-seconds", values["scale-seconds"], 3_600),
+    statusCalls: countFlag("status-calls", values["status-calls"], 10_000),
     workerArgs: values["worker-args"].split(/\s+/).filter(Boolean),
     timeoutMs: countFlag("timeout", values.timeout, 86_400) * 1000,
   };
@@ -248,6 +264,42 @@ async function main(): Promise<number> {
         `${fmt(p.pruned)} pruned in ${fmt(p.pruneSeconds, 1)} s, batches of 1000`,
       );
     }
+  }
+  if (opts.only.has("scale")) {
+    const r = await scale({
+      ...o,
+      rows: opts.scaleRows,
+      enqueuers: opts.enqueuers,
+      seconds: opts.scaleSeconds,
+      statusCalls: opts.statusCalls,
+    });
+    figures.scale = r;
+    const mark = (ok: boolean) => (ok ? "met" : "NOT met");
+    row(
+      `enqueue/s, ${r.enqueuers} enqueuers, 2 workers draining, ${fmt(r.rows)} tasks`,
+      fmt(r.enqueuesPerSec),
+      `target ≥ 6,000: ${mark(r.enqueuesPerSec >= 6000)}; ${fmt(r.enqueued)} in ` +
+        `${fmt(r.seconds, 1)} s, enqueue_task p50 / p99 ${fmt(r.enqueueMs.p50, 1)} / ` +
+        `${fmt(r.enqueueMs.p99, 1)} ms; drained ${fmt(r.drainedPerSec)}/s, ` +
+        `${fmt(r.backlog)} left queued; fill ${fmt(r.fillSeconds)} s`,
+    );
+    const flags: Record<StatusKind, string> = {
+      all: "",
+      error: " --status error",
+      program: ` --program ${STATUS_KINDS.program.program}`,
+    };
+    const when = (label: string, timings: Record<StatusKind, StatusTiming>) => {
+      for (const kind of Object.keys(flags) as StatusKind[]) {
+        const t = timings[kind];
+        row(
+          `status${flags[kind]} ms p50 / max, ${label}`,
+          `${fmt(t.p50, 1)} / ${fmt(t.max, 1)}`,
+          `target < 20 ms: ${mark(t.p50 < 20)}; ${t.calls} calls`,
+        );
+      }
+    };
+    when("while enqueueing", r.statusDuring);
+    when("after", r.statusAfter);
   }
 
   const loadAfter = Deno.loadavg().map((l) => Math.round(l * 100) / 100);

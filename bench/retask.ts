@@ -54,7 +54,7 @@ export async function fillQueue(sql: Sql, program: number, count: number): Promi
 }
 
 /** Waits for `work` to end; throws with what it printed on stderr unless it ended well. */
-async function ended(work: WorkerProcess): Promise<void> {
+export async function workEnded(work: WorkerProcess): Promise<void> {
   const exit = await work.done;
   if (exit.code !== 0 && exit.signal !== "SIGTERM") {
     throw new Error(
@@ -90,7 +90,7 @@ export async function drain(
   // --quiet: a line per task is not what is measured; killed after timeoutMs, so no
   // loop can outlive the benchmark
   const work = spawnWorker(db.url, ["--quiet", "--drain", ...args], timeoutMs);
-  const status = ended(work);
+  const status = workEnded(work);
   onPid?.(work.pid, status);
   await status;
   const wallSeconds = (wallClockMs() - began) / 1000;
@@ -186,7 +186,7 @@ export async function pickupLatency(
     );
   } finally {
     work.kill("SIGTERM");
-    await ended(work);
+    await workEnded(work);
   }
   // the take's time is the start of the transaction that took the task (now())
   const rows = await db.sql<{ i: number; at: number; taken: number }[]>`
