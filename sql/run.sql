@@ -94,47 +94,52 @@ $$;
 -- session of the worker's role would have, whatever ran before it on the same
 -- connection (run_tasks and process_tasks call this after every program).
 -- RESET ALL comes last: it also resets this function's pinned search_path,
--- which its caller pins again. About 5 µs. Not `raising`: a failure is
--- returned as its message instead of raised (for a program that failed
--- already: there is nothing left to undo).
-CREATE FUNCTION retask.reset_session(raising boolean DEFAULT true) RETURNS text
+-- which its caller pins again. About 5 µs.
+CREATE FUNCTION retask.reset_session() RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    statement_ text;
 BEGIN
-    IF NOT raising THEN
-        BEGIN
-            PERFORM retask.reset_session(true);
-            RETURN NULL;
-        EXCEPTION WHEN others THEN
-            RETURN SQLERRM;
-        END;
-    END IF;
     -- first: a cursor left open on a temporary table would stop DISCARD TEMP
     EXECUTE 'CLOSE ALL';
     RESET SESSION AUTHORIZATION;
     RESET ROLE;
-    PERFORM pg_catalog.pg_advisory_unlock_all();
-    -- the driver's own statements are not from SQL, and stay
-    FOR statement_ IN SELECT s.name FROM pg_catalog.pg_prepared_statements s WHERE s.from_sql LOOP
-        EXECUTE pg_catalog.format('DEALLOCATE %I', statement_);
-    END LOOP;
+    PERFORM retask.reset_after_rollback();
     IF pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 THEN
         DISCARD TEMP;
     END IF;
     UNLISTEN *;
     RESET ALL;
-    RETURN NULL;
 END
 $$;
 
--- Runs attempt attempts[i] of task task_ids[i], for every i, and records how
--- each ended, all in the caller's statement: the programs' effects and their
--- endings commit together. Every row is locked before any program runs; each
--- program runs under a savepoint, so a failure undoes only its own effects.
--- Programs run under `path`, the caller's search_path (see run_program). One
--- row per task, in task_id order; `outcome` says what became of it:
+-- What the rollback of a failed program's savepoint leaves of it: session
+-- advisory locks and prepared statements (SQL PREPARE). Its settings, role,
+-- temporary objects, cursors and LISTENs went with the rollback. Cheaper than
+-- reset_session, and it cannot fail: a failed program needs nothing else.
+CREATE FUNCTION retask.reset_after_rollback() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    statement_ text;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_unlock_all();
+    -- the driver's own statements are not from SQL, and stay
+    FOR statement_ IN SELECT s.name FROM pg_catalog.pg_prepared_statements s WHERE s.from_sql LOOP
+        EXECUTE pg_catalog.format('DEALLOCATE %I', statement_);
+    END LOOP;
+END
+$$;
+
+-- Runs the tasks `held`, locked by the caller, and records how each ended,
+-- all in the caller's statement: the programs' effects and their endings
+-- commit together. Each program runs under a savepoint, so a failure undoes
+-- only its own effects. Programs run under `path`, the caller's search_path
+-- (see run_program). Two callers: run_tasks runs attempts taken before (the
+-- careful path: the tasks are `running`, with a lease), and run_next_tasks
+-- takes the attempts in the same statement (the fast path: `taking` names the
+-- worker, the tasks are `scheduled` until the end records them, and a fast
+-- batch stops starting programs once `budget` has passed). One row per task,
+-- in task_id order; `outcome` says what became of it:
 --   finished, retry, error  the attempt ran and is recorded (record_attempts);
 --               `error` is its message, `status` the task's status after;
 --   cancelled   someone asked to cancel the task (retask.cancel_requests): it
@@ -153,19 +158,19 @@ $$;
 -- timeout (recorded), and the rest come back unrun (the timer is spent). Raised
 -- in a later program, it cut short a task that had not had its full time: that
 -- task and the rest come back unrun.
-CREATE FUNCTION retask.run_tasks(
-    task_ids bigint[], attempts integer[],
-    path text DEFAULT pg_catalog.current_setting('search_path'),
-    max_result_bytes integer DEFAULT 1048576)
-RETURNS TABLE (task_id bigint, outcome text, status text, error text, context text,
-               duration_ms double precision)
+CREATE FUNCTION retask.run_held(
+    held retask.tasks[], taking text, budget interval, path text, max_result_bytes integer)
+RETURNS TABLE (task_id bigint, attempt integer, outcome text, status text, error text,
+               context text, duration_ms double precision)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     timeout interval := current_setting('statement_timeout')::interval;
-    held retask.tasks[];
     task retask.tasks;
+    -- a fast batch takes each task's next attempt
+    next integer := CASE WHEN taking IS NULL THEN 0 ELSE 1 END;
+    held_ids bigint[] := ARRAY(SELECT (h).task_id FROM unnest(held) h);
     n integer := 0;
     -- per task run, in task_id order
     ids bigint[] := '{}';
@@ -193,21 +198,16 @@ DECLARE
     read_only text := current_setting('transaction_read_only');
     requested bigint[];
 BEGIN
-    IF coalesce(cardinality(task_ids), 0) <> coalesce(cardinality(attempts), 0) THEN
-        RAISE EXCEPTION 'run_tasks needs as many attempts as task_ids'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    held := ARRAY(SELECT t FROM retask.lock_tasks(task_ids, attempts) t);
     -- once per batch: a request made during it cancels the statement, and the
     -- tasks it did not reach run again in a new one, which reads it then
     requested := ARRAY(SELECT r.task_id FROM retask.cancel_requests r
-                       WHERE r.task_id = ANY (run_tasks.task_ids));
+                       WHERE r.task_id = ANY (held_ids));
     FOREACH task IN ARRAY held LOOP
         -- a task someone asked to cancel is not run: it ends cancelled
         IF task.task_id = ANY (requested) THEN
             n := n + 1;
             ids[n] := task.task_id;
-            tries[n] := task.attempt_count;
+            tries[n] := task.attempt_count + next;
             ends[n] := 'cancelled';
             starts[n] := clock_timestamp();
             stops[n] := starts[n];
@@ -216,6 +216,13 @@ BEGIN
         -- a program that caught the timeout's cancel itself spent the timer:
         -- the rest need a statement of their own
         IF n > 0 AND timeout > '0' AND clock_timestamp() - statement_timestamp() >= timeout THEN
+            cut_at := task.task_id;
+            cut_state := 'unrun';
+            EXIT;
+        END IF;
+        -- a fast batch is for short programs: past its budget, the rest wait
+        -- for the next statement
+        IF n > 0 AND clock_timestamp() - statement_timestamp() >= budget THEN
             cut_at := task.task_id;
             cut_state := 'unrun';
             EXIT;
@@ -246,10 +253,8 @@ BEGIN
                 GET STACKED DIAGNOSTICS err := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
                 cache := pg_catalog.current_setting('retask.run_' OPERATOR(pg_catalog.||) task.program_id, true);
-                -- the rollback closed what the program opened; what is left
-                -- (settings, locks, prepared statements) goes now
-                err := err OPERATOR(pg_catalog.||) coalesce('; and its session could not be reset: '
-                       OPERATOR(pg_catalog.||) retask.reset_session(false), '');
+                -- the rollback undid most of what the program left; the rest goes now
+                PERFORM retask.reset_after_rollback();
         END;
         ended := pg_catalog.clock_timestamp();
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -279,7 +284,7 @@ BEGIN
         END IF;
         n := n + 1;
         ids[n] := task.task_id;
-        tries[n] := task.attempt_count;
+        tries[n] := task.attempt_count + next;
         ends[n] := CASE WHEN code IS NULL THEN 'finished' WHEN asked THEN 'cancelled' ELSE 'error' END;
         results[n] := res;
         errors[n] := err;
@@ -297,11 +302,11 @@ BEGIN
         cut_state := coalesce(cut_state, 'unrun');
         UPDATE retask.tasks t
         SET lease_expires_at = t.lease_expires_at + (clock_timestamp() - statement_timestamp())
-        WHERE t.task_id = ANY (ARRAY(SELECT (h).task_id FROM unnest(held) h WHERE (h).task_id >= cut_at))
+        WHERE t.task_id = ANY (held_ids) AND t.task_id >= cut_at
           AND t.lease_expires_at IS NOT NULL;
     END IF;
     RETURN QUERY
-    SELECT u.task_id,
+    SELECT u.task_id, u.attempt_count + next,
            CASE WHEN r.task_id IS NOT NULL THEN r.outcome
                 WHEN u.task_id = cut_at THEN cut_state
                 WHEN u.task_id > cut_at THEN 'unrun'
@@ -313,11 +318,87 @@ BEGIN
                  THEN extract(epoch FROM stops[d.i] - starts[d.i]) * 1000
                  WHEN u.task_id = cut_at THEN extract(epoch FROM ended - began) * 1000
             END)::double precision
-    FROM unnest(run_tasks.task_ids) AS u(task_id)
+    FROM unnest(held) AS u
     LEFT JOIN retask.record_attempts(ids, tries, ends, results, errors, codes, contexts,
-                                     starts, stops, timeout) r ON r.task_id = u.task_id
+                                     starts, stops, timeout, taking) r ON r.task_id = u.task_id
     LEFT JOIN unnest(ids) WITH ORDINALITY AS d(task_id, i) ON d.task_id = u.task_id
     ORDER BY u.task_id;
+END
+$$;
+
+-- The careful path's run: runs attempt attempts[i] of task task_ids[i], for
+-- every i, each taken before (take_tasks), and records how each ended (see
+-- run_held). Every row is locked before any program runs: a rescuer, which
+-- skips locked rows, cannot take a task while it runs. A task rescued (and
+-- maybe taken again) since it was taken comes back `taken`, not run.
+CREATE FUNCTION retask.run_tasks(
+    task_ids bigint[], attempts integer[],
+    path text DEFAULT pg_catalog.current_setting('search_path'),
+    max_result_bytes integer DEFAULT 1048576)
+RETURNS TABLE (task_id bigint, attempt integer, outcome text, status text, error text,
+               context text, duration_ms double precision)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce(cardinality(task_ids), 0) <> coalesce(cardinality(attempts), 0) THEN
+        RAISE EXCEPTION 'run_tasks needs as many attempts as task_ids'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    SELECT u.task_id, r.attempt, coalesce(r.outcome, 'taken'), r.status, r.error, r.context,
+           r.duration_ms
+    FROM unnest(run_tasks.task_ids) AS u(task_id)
+    LEFT JOIN retask.run_held(ARRAY(SELECT t FROM retask.lock_tasks(task_ids, attempts) t), NULL,
+                              NULL, path, max_result_bytes) r ON r.task_id = u.task_id
+    ORDER BY u.task_id;
+END
+$$;
+
+-- The fast path: takes up to `max_tasks` runnable tasks that run in this
+-- database (in take_tasks' order), runs them and records them, all in one
+-- statement, so an attempt counts in the same commit as its outcome: if the
+-- statement dies, nothing of it happened. Leaves to the careful path tasks
+-- that name a host, and those of programs not in `quick` (the programs the
+-- worker found quick) or with a timeout of their own. Starts no program once
+-- `budget` has passed since the statement began; the ones it locked and did
+-- not run come back `unrun`, still scheduled. Before running any, it sends
+-- the tasks it took as a NOTICE, `retask batch: {ids}`: a worker whose
+-- statement died (a program killed its backend) runs those again one per
+-- statement, the careful way. Rows as run_held's, with each task's program.
+CREATE FUNCTION retask.run_next_tasks(
+    max_tasks integer, worker text, quick bigint[],
+    budget interval DEFAULT '100 milliseconds',
+    path text DEFAULT pg_catalog.current_setting('search_path'),
+    max_result_bytes integer DEFAULT 1048576)
+RETURNS TABLE (task_id bigint, attempt integer, max_attempts integer, program_id bigint,
+               program text, outcome text, status text, error text, context text,
+               duration_ms double precision)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    picked bigint[];
+    held retask.tasks[];
+BEGIN
+    IF run_next_tasks.worker IS NULL THEN
+        RAISE EXCEPTION 'run_next_tasks needs the worker''s name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    picked := retask.pick_tasks(run_next_tasks.max_tasks, false,
+                                retask.fast_programs(run_next_tasks.quick), true);
+    IF cardinality(picked) = 0 THEN
+        RETURN;
+    END IF;
+    held := ARRAY(SELECT t FROM retask.tasks t WHERE t.task_id = ANY (picked) ORDER BY t.task_id);
+    -- whatever the session's level: the worker must hear it
+    PERFORM pg_catalog.set_config('client_min_messages', 'notice', true);
+    RAISE NOTICE 'retask batch: %', picked::text;
+    RETURN QUERY
+    SELECT r.task_id, r.attempt, t.max_attempts, t.program_id, p.name, r.outcome, r.status,
+           r.error, r.context, r.duration_ms
+    FROM retask.run_held(held, run_next_tasks.worker, run_next_tasks.budget, run_next_tasks.path,
+                         run_next_tasks.max_result_bytes) r
+    JOIN unnest(held) t ON t.task_id = r.task_id
+    LEFT JOIN retask.programs p ON p.program_id = t.program_id
+    ORDER BY r.task_id;
 END
 $$;
 
@@ -377,8 +458,7 @@ BEGIN
             WHEN others OR assert_failure THEN
                 GET STACKED DIAGNOSTICS msg := MESSAGE_TEXT, ctx := PG_EXCEPTION_CONTEXT,
                                         code := RETURNED_SQLSTATE;
-                msg := msg OPERATOR(pg_catalog.||) coalesce('; and its session could not be reset: '
-                       OPERATOR(pg_catalog.||) retask.reset_session(false), '');
+                PERFORM retask.reset_after_rollback();
                 PERFORM retask.record_attempts(ARRAY[task.task_id], ARRAY[task.attempt_count],
                     ARRAY['error'], NULL, ARRAY[msg], ARRAY[code], ARRAY[retask.program_error_context(ctx)]);
             WHEN query_canceled THEN

@@ -37,13 +37,14 @@ SET search_path = pg_catalog, pg_temp AS $$
     END
 $$;
 
--- Takes up to `max_tasks` runnable tasks, highest priority first, then longest
--- runnable (by run_after, then id): the order of tasks_runnable_idx. It starts
--- an attempt of each; tasks of a paused program stay where they are. `lease`
--- (for workers outside the database) bounds how long a task may stay running
--- unrenewed; `remote` also takes tasks that name a host. PL/pgSQL: a SQL
--- function that cannot be inlined is planned on every call (a take of 50: 4 ms
--- as SQL, 1.3 ms here).
+-- Locks, for the caller's transaction, up to `max_tasks` runnable tasks,
+-- highest priority first, then longest runnable (by run_after, then id): the
+-- order of tasks_runnable_idx. Skips rows others have locked and tasks of
+-- paused programs; with `remote` false, tasks that name a host. With `fast`
+-- (programs a worker runs the fast way, fast_programs), only tasks the fast
+-- path runs (`fast_only`: local ones of those programs), or only those it
+-- leaves (remote tasks, and tasks of every other program). Returns their ids
+-- in that order.
 -- It reads the index one priority at a time, highest first: with the priority
 -- fixed, the index is in run_after order, so the scan stops at the first task
 -- not yet due. In one scan over all priorities `run_after <= now()` bounds
@@ -52,10 +53,10 @@ $$;
 -- for the priority and LIMIT it gets: a cached generic plan, made while a
 -- queue is short, bitmap-scans and sorts every runnable task of the priority
 -- once it is long (a million: 400 ms a take).
-CREATE FUNCTION retask.take_tasks(
-    max_tasks integer, worker text DEFAULT NULL, lease interval DEFAULT NULL,
-    remote boolean DEFAULT true)
-RETURNS SETOF retask.tasks LANGUAGE plpgsql VOLATILE
+CREATE FUNCTION retask.pick_tasks(
+    max_tasks integer, remote boolean DEFAULT true, fast bigint[] DEFAULT NULL,
+    fast_only boolean DEFAULT false)
+RETURNS bigint[] LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     paused bigint[] := ARRAY(SELECT p.program_id FROM retask.programs p WHERE p.paused);
@@ -65,22 +66,69 @@ DECLARE
     picked bigint[] := '{}';
     more bigint[];
 BEGIN
-    WHILE level IS NOT NULL AND cardinality(picked) < take_tasks.max_tasks LOOP
+    WHILE level IS NOT NULL AND cardinality(picked) < pick_tasks.max_tasks LOOP
         EXECUTE 'SELECT ARRAY(
                      SELECT s.task_id FROM retask.tasks s
                      WHERE s.status = ''scheduled'' AND s.priority = $1 AND s.run_after <= now()
                        AND ($2 OR s.host IS NULL) AND s.program_id <> ALL ($3)
+                       AND ($5::bigint[] IS NULL
+                            OR CASE WHEN $6 THEN s.host IS NULL AND s.program_id = ANY ($5)
+                                    ELSE s.host IS NOT NULL OR s.program_id <> ALL ($5) END)
                      ORDER BY s.run_after, s.task_id
                      LIMIT $4
                      FOR UPDATE SKIP LOCKED)'
             INTO more
-            USING level, take_tasks.remote, paused, take_tasks.max_tasks - cardinality(picked);
+            USING level, pick_tasks.remote, paused, pick_tasks.max_tasks - cardinality(picked),
+                  pick_tasks.fast, pick_tasks.fast_only;
         picked := picked || more;
-        EXIT WHEN cardinality(picked) >= take_tasks.max_tasks;
+        EXIT WHEN cardinality(picked) >= pick_tasks.max_tasks;
         level := (SELECT s.priority FROM retask.tasks s
                   WHERE s.status = 'scheduled' AND s.priority < level
                   ORDER BY s.priority DESC LIMIT 1);
     END LOOP;
+    RETURN picked;
+END
+$$;
+
+-- Of the programs a worker found quick (`quick`: their attempts typically
+-- take under 50 ms), those it runs the fast way (run_next_tasks): all but
+-- those with a timeout of their own, as a fast batch is one statement under
+-- one timeout.
+CREATE FUNCTION retask.fast_programs(quick bigint[]) RETURNS bigint[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY(SELECT q FROM unnest(fast_programs.quick) q
+                 WHERE NOT EXISTS (SELECT FROM retask.programs p
+                                   WHERE p.program_id = q AND p.timeout IS NOT NULL))
+$$;
+
+-- Takes up to `max_tasks` runnable tasks in the order of pick_tasks and starts
+-- an attempt of each, committed with the caller's transaction: the careful
+-- path, where a task is `running` while it runs. `lease` (for workers outside
+-- the database) bounds how long a task may stay running unrenewed; `remote`
+-- also takes tasks that name a host. With `quick` (the programs a worker
+-- found quick), only those the fast path leaves (see fast_programs). With `task_ids`,
+-- only those of them still runnable. PL/pgSQL: a SQL function that cannot be
+-- inlined is planned on every call (a take of 50: 4 ms as SQL, 1.3 ms here).
+CREATE FUNCTION retask.take_tasks(
+    max_tasks integer, worker text DEFAULT NULL, lease interval DEFAULT NULL,
+    remote boolean DEFAULT true, quick bigint[] DEFAULT NULL, task_ids bigint[] DEFAULT NULL)
+RETURNS SETOF retask.tasks LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    picked bigint[];
+BEGIN
+    IF take_tasks.task_ids IS NOT NULL THEN
+        picked := ARRAY(SELECT s.task_id FROM retask.tasks s
+                        WHERE s.task_id = ANY (take_tasks.task_ids) AND s.status = 'scheduled'
+                          AND s.run_after <= now() AND (take_tasks.remote OR s.host IS NULL)
+                        ORDER BY s.task_id
+                        LIMIT take_tasks.max_tasks
+                        FOR UPDATE SKIP LOCKED);
+    ELSE
+        picked := retask.pick_tasks(take_tasks.max_tasks, take_tasks.remote,
+                                    retask.fast_programs(take_tasks.quick));
+    END IF;
     -- most polls find nothing: no statement to plan for that
     IF cardinality(picked) = 0 THEN
         RETURN;
@@ -138,11 +186,16 @@ $$;
 -- retry, error: no attempts left or a permanent error, lost, or cancelled)
 -- and the error as recorded; the
 -- others are left alone and not returned.
+-- With `taking` (a worker's name), the attempts are taken here, in the same
+-- update that ends them (run_tasks' fast path): the tasks are 'scheduled',
+-- locked by the caller, and attempts[i] is the next attempt of task i; the
+-- task records this backend and `taking` as its holder. An attempt is then
+-- counted in the same commit as its outcome.
 CREATE FUNCTION retask.record_attempts(
     task_ids bigint[], attempts integer[], outcomes text[],
     results text[] DEFAULT NULL, errors text[] DEFAULT NULL, codes text[] DEFAULT NULL,
     contexts text[] DEFAULT NULL, started_at timestamptz[] DEFAULT NULL,
-    finished_at timestamptz[] DEFAULT NULL, timeout interval DEFAULT NULL)
+    finished_at timestamptz[] DEFAULT NULL, timeout interval DEFAULT NULL, taking text DEFAULT NULL)
 RETURNS TABLE (task_id bigint, status text, outcome text, error text) LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
@@ -165,16 +218,19 @@ BEGIN
     END IF;
     WITH ended AS (
         UPDATE retask.tasks t
-        SET status = coalesce(i.final, CASE WHEN t.attempt_count < t.max_attempts THEN 'scheduled'
+        SET status = coalesce(i.final, CASE WHEN i.attempt < t.max_attempts THEN 'scheduled'
                                             ELSE 'error' END),
+            attempt_count = i.attempt,
+            pid = CASE WHEN record_attempts.taking IS NULL THEN t.pid ELSE pg_backend_pid() END,
+            worker = coalesce(record_attempts.taking, t.worker),
             started = coalesce(i.started_at, t.started),
             finished = coalesce(i.finished_at, clock_timestamp()),
             lease_expires_at = NULL,
-            run_after = CASE WHEN i.final IS NULL AND t.attempt_count < t.max_attempts
+            run_after = CASE WHEN i.final IS NULL AND i.attempt < t.max_attempts
                              THEN clock_timestamp() + retask.retry_delay_after(
-                                      t.attempt_count, t.retry_backoff, t.retry_delay, t.retry_delay_max)
+                                      i.attempt, t.retry_backoff, t.retry_delay, t.retry_delay_max)
                              ELSE t.run_after END,
-            result = format('attempt %s of %s', t.attempt_count, t.max_attempts) || E'\n'
+            result = format('attempt %s of %s', i.attempt, t.max_attempts) || E'\n'
                      || CASE WHEN i.outcome = 'finished' THEN coalesce(i.result, '')
                              ELSE coalesce(i.message, 'unknown error')
                                   || coalesce(E'\n' || nullif(i.context, ''), '') END
@@ -201,7 +257,9 @@ BEGIN
             LEFT JOIN retask.cancel_requests r ON r.task_id = u.task_id
         ) i
         WHERE t.task_id = i.task_id AND t.task_id = ANY (record_attempts.task_ids)
-          AND t.status = 'running' AND t.attempt_count = i.attempt
+          AND CASE WHEN record_attempts.taking IS NULL
+                   THEN t.status = 'running' AND t.attempt_count = i.attempt
+                   ELSE t.status = 'scheduled' AND t.attempt_count = i.attempt - 1 END
         RETURNING t.task_id, t.status, t.attempt_count, t.started, t.finished, t.run_after, t.pid,
                   t.worker, CASE WHEN t.status = 'cancelled' THEN 'cancelled' ELSE i.outcome END AS outcome,
                   i.message, nullif(i.context, '') AS context
@@ -224,7 +282,7 @@ BEGIN
     INTO ids, statuses, reported, messages, wake
     FROM ended e;
     IF wake THEN
-        PERFORM pg_notify('retask_tasks', '');
+        PERFORM retask.wake_workers();
     END IF;
     RETURN QUERY SELECT * FROM unnest(ids, statuses, reported, messages);
 END
@@ -266,7 +324,7 @@ BEGIN
     INTO released, wake
     FROM given g;
     IF wake THEN
-        PERFORM pg_notify('retask_tasks', '');
+        PERFORM retask.wake_workers();
     END IF;
     RETURN released;
 END

@@ -35,6 +35,8 @@ export interface PoolOptions {
   onNotify?: (channel: string, payload: string) => void;
   /** Called when a connection of the pool closes. */
   onClose?: () => void;
+  /** Called with the message of every NOTICE (or warning) the server sends; ignored without. */
+  onNotice?: (message: string) => void;
 }
 
 /**
@@ -99,7 +101,7 @@ export function openPool(target: ConnectionTarget, options: PoolOptions): Sql {
     max_lifetime: null,
     connect_timeout: options.connectTimeout ?? target.connectTimeout ?? CONNECT_TIMEOUT_S,
     max_pipeline: 1000,
-    onnotice: () => {},
+    onnotice: (notice: { message?: string }) => options.onNotice?.(notice.message ?? ""),
     onnotify: options.onNotify
       ? (channel: string, payload: string) => options.onNotify!(channel, payload)
       : undefined,

@@ -50,7 +50,9 @@ interface ClaimedRow {
 /**
  * Takes up to `max` runnable tasks (highest priority, then longest runnable first, skipping
  * those other workers are taking and those of paused programs) and starts an attempt of each,
- * leased for `leaseMs`. Each comes with its program's timeout.
+ * leased for `leaseMs`. Each comes with its program's timeout. With `quick` (the programs the
+ * worker found quick), only what the fast path leaves: remote tasks, and those of other programs
+ * or of programs with a timeout of their own. With `taskIds`, only those still runnable.
  */
 export async function claimTasks(
   home: Sql,
@@ -58,6 +60,7 @@ export async function claimTasks(
   max: number,
   worker: string,
   leaseMs: number,
+  which: { quick?: readonly number[]; taskIds?: readonly number[] } = {},
 ): Promise<ClaimedTask[]> {
   const rows = await home<ClaimedRow[]>`
     SELECT t.task_id, t.attempt_count, t.max_attempts, t.program_id, p.name AS program,
@@ -66,7 +69,9 @@ export async function claimTasks(
                 THEN ${home(schema)}.host_port_problem(t.host, t.port) END AS problem,
            (extract(epoch FROM p.timeout) * 1000)::float8 AS timeout_ms
     FROM ${home(schema)}.take_tasks(${max}::integer, ${worker}::text,
-                                    ${leaseMs}::integer * interval '1 millisecond', true) t
+                                    ${leaseMs}::integer * interval '1 millisecond', true,
+                                    ${(which.quick as number[] | undefined) ?? null}::bigint[],
+                                    ${(which.taskIds as number[] | undefined) ?? null}::bigint[]) t
     LEFT JOIN ${home(schema)}.programs p ON p.program_id = t.program_id
     ORDER BY t.task_id`;
   return rows.map((r) => ({

@@ -12,6 +12,7 @@ import { isConnectionError, reconnectDelay, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
 import { type ClaimedTask, renewLeases } from "./claim.ts";
 import { GiveBack, releaseTasks } from "./give_back.ts";
+import { type FastResult, type ProgramTimes, runFast } from "./fast.ts";
 import { runLocal } from "./local.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
 import {
@@ -47,6 +48,8 @@ export interface LaneContext extends RecordTarget {
   /** A result longer than this is cut, with a note that it was. */
   maxResultBytes: number;
   remote: RemotePools;
+  /** How long each program's attempts take: the quick ones go the fast way. */
+  times: ProgramTimes;
   report(outcomes: TaskOutcome[]): void;
   log(entry: WorkerLog): void;
   /** Told that the database refused to record outcomes: the worker pauses taking tasks. */
@@ -74,6 +77,10 @@ export interface LaneHandle {
   readonly cancelsSent: number;
   /** Replaces a connection that is lost or left in a bad state. */
   reopen(): void;
+  /** Calls `handler` with every NOTICE the connection receives, until the returned function is called. */
+  onNotice(handler: (message: string) => void): () => void;
+  /** The lane now holds `tasks` (taken, their attempts not yet recorded). */
+  hold(tasks: readonly ClaimedTask[]): void;
   /** Replaces a lost connection; true if the server answers on the new one. */
   recover(): Promise<boolean>;
   /**
@@ -85,7 +92,8 @@ export interface LaneHandle {
 
 /** One execution connection and the batch it is running, if any. */
 export class Lane implements LaneHandle {
-  readonly #open: () => Sql;
+  readonly #open: (onNotice: (message: string) => void) => Sql;
+  readonly #noticeHandlers = new Set<(message: string) => void>();
   #sql: Sql;
   readonly ctx: LaneContext;
   #held: readonly ClaimedTask[] = [];
@@ -96,14 +104,31 @@ export class Lane implements LaneHandle {
   // running queries, and the tasks each runs
   readonly #inflight = new Map<{ cancel(): void }, readonly number[]>();
   #cancelsSent = 0;
+  #careful = false;
   // tasks of the current batch the lane has cancelled a query for
   readonly #cancelledFor = new Set<number>();
 
-  /** `open` makes the lane's connection pool (again, if one stalls). */
-  constructor(open: () => Sql, ctx: LaneContext) {
+  /**
+   * `open` makes the lane's connection pool (again, if one stalls), passing the
+   * server's notices to `onNotice`.
+   */
+  constructor(open: (onNotice: (message: string) => void) => Sql, ctx: LaneContext) {
     this.#open = open;
-    this.#sql = open();
+    this.#sql = open(this.#notice);
     this.ctx = ctx;
+  }
+
+  readonly #notice = (message: string) => {
+    for (const handler of this.#noticeHandlers) handler(message);
+  };
+
+  onNotice(handler: (message: string) => void): () => void {
+    this.#noticeHandlers.add(handler);
+    return () => this.#noticeHandlers.delete(handler);
+  }
+
+  hold(tasks: readonly ClaimedTask[]): void {
+    this.#held = tasks;
   }
 
   get sql(): Sql {
@@ -112,6 +137,11 @@ export class Lane implements LaneHandle {
 
   get aborting(): boolean {
     return this.#aborting;
+  }
+
+  /** True while the lane runs (or last ran) a careful batch, not a fast statement. */
+  get careful(): boolean {
+    return this.#careful;
   }
 
   /** True when the lane can take a batch. */
@@ -129,17 +159,53 @@ export class Lane implements LaneHandle {
     return this.#held;
   }
 
-  /** Starts running `tasks`; `onDone` is called when the lane is idle again. */
+  /**
+   * Starts running `tasks`, taken before (the careful path); `onDone` is
+   * called when the lane is idle again.
+   */
   start(tasks: readonly ClaimedTask[], onDone: () => void): void {
     this.#held = tasks;
+    this.#careful = true;
+    this.#begin(this.#run(tasks), onDone);
+  }
+
+  /**
+   * Starts one fast statement of up to `max` tasks of the programs `quick`;
+   * `onDone` gets what it did when the lane is idle again.
+   */
+  startFast(max: number, quick: readonly number[], onDone: (result: FastResult) => void): void {
+    let result: FastResult = { taken: 0, more: false };
+    this.#careful = false;
+    const started = performance.now();
+    const run = async () => {
+      try {
+        result = await runFast(this, max, quick);
+        this.#learn(performance.now() - started, Math.max(result.taken, 1));
+      } catch (error) {
+        await this.#fail(error);
+      }
+    };
+    this.#begin(run(), () => onDone(result));
+  }
+
+  #begin(run: Promise<void>, onDone: () => void): void {
     this.#cancelledFor.clear();
-    this.#running = this.#run(tasks).catch((error) => {
+    this.#running = run.catch((error) => {
       this.ctx.log({ level: "warn", message: `a lane failed: ${errorMessage(error)}` });
     }).finally(() => {
       this.#held = [];
       this.#running = null;
       onDone();
     });
+  }
+
+  // The next batch's size, from how long this one's tasks took.
+  #learn(ms: number, tasks: number): void {
+    const perTask = Math.max(ms / tasks, 0.01);
+    this.#capacity = Math.max(
+      1,
+      Math.min(this.ctx.batchSize, Math.floor(BATCH_BUDGET_MS / perTask)),
+    );
   }
 
   /** Resolves when the current batch (if any) is recorded. */
@@ -197,7 +263,7 @@ export class Lane implements LaneHandle {
   // not the driver's own reconnection); the old one is torn down unwaited.
   reopen(): void {
     const stalled = this.#sql;
-    this.#sql = this.#open();
+    this.#sql = this.#open(this.#notice);
     stalled.end({ timeout: 0 }).catch(() => {});
   }
 
@@ -230,33 +296,35 @@ export class Lane implements LaneHandle {
       const remote = tasks.filter((t) => t.host !== null);
       if (remote.length > 0) this.report(await runRemote(this, remote), remote);
       if (unrun.length > 0) await this.#recordLost(unrun.map((task) => lost(task, STOPPED)));
-      const perTask = Math.max((performance.now() - started) / tasks.length, 0.01);
-      this.#capacity = Math.max(
-        1,
-        Math.min(this.ctx.batchSize, Math.floor(BATCH_BUDGET_MS / perTask)),
-      );
+      this.#learn(performance.now() - started, tasks.length);
     } catch (error) {
-      const connectionLost = isConnectionError(error);
-      if (connectionLost) this.reopen();
-      else await this.#sql`ROLLBACK`.catch(() => {});
-      const left = this.#held;
-      if (!connectionLost && !this.#aborting) {
-        // the database would not run or record the batch: not its tasks' fault
-        await this.#giveBack(left, error instanceof GiveBack ? error : new GiveBack(error, true));
-        return;
-      }
-      if (!this.#aborting) {
-        this.ctx.log({
-          level: "warn",
-          message: `a batch of ${left.length} lost its database connection ` +
-            `(${errorMessage(error)}); recording its attempts as lost`,
-        });
-      }
-      const reason = this.#aborting
-        ? STOPPED
-        : `worker lost its database connection: ${errorMessage(error)}`;
-      await this.#recordLost(left.map((t) => lost(t, reason)));
+      await this.#fail(error);
     }
+  }
+
+  // What a batch that failed left unrecorded: lost if the connection was lost
+  // (or the lane is stopping), else given back uncounted.
+  async #fail(error: unknown): Promise<void> {
+    const connectionLost = isConnectionError(error);
+    if (connectionLost) this.reopen();
+    else await this.#sql`ROLLBACK`.catch(() => {});
+    const left = this.#held;
+    if (!connectionLost && !this.#aborting) {
+      // the database would not run or record the batch: not its tasks' fault
+      await this.#giveBack(left, error instanceof GiveBack ? error : new GiveBack(error, true));
+      return;
+    }
+    if (!this.#aborting) {
+      this.ctx.log({
+        level: "warn",
+        message: `a batch of ${left.length} lost its database connection ` +
+          `(${errorMessage(error)}); recording its attempts as lost`,
+      });
+    }
+    const reason = this.#aborting
+      ? STOPPED
+      : `worker lost its database connection: ${errorMessage(error)}`;
+    await this.#recordLost(left.map((t) => lost(t, reason)));
   }
 
   // Records attempts whose transaction failed. If the database refuses (not a

@@ -43,11 +43,13 @@ interface RunRow {
  * as long as the server answers on a new one; a task that loses its connection
  * alone is charged, as lost. A failure that is not the task's (the database
  * cannot record, say) throws {@link GiveBack}. Returns the tasks left unrun
- * because the lane is stopping.
+ * because the lane is stopping. With `oneByOne`, every task has a statement of
+ * its own from the start (the tasks of a fast batch that died).
  */
 export async function runLocal(
   lane: LaneHandle,
   tasks: readonly ClaimedTask[],
+  { oneByOne = false } = {},
 ): Promise<ClaimedTask[]> {
   const { ctx } = lane;
   // a statement has one timeout: a program's own needs statements of its own
@@ -56,12 +58,14 @@ export async function runLocal(
   if (timeouts.size > 1) {
     const left: ClaimedTask[] = [];
     for (const ms of timeouts) {
-      left.push(...await runLocal(lane, tasks.filter((task) => timeoutOf(task) === ms)));
+      left.push(
+        ...await runLocal(lane, tasks.filter((task) => timeoutOf(task) === ms), { oneByOne }),
+      );
     }
     return left;
   }
   let pending = tasks;
-  let single = false;
+  let single = oneByOne;
   while (pending.length > 0) {
     if (lane.aborting) return [...pending];
     const batch = single ? pending.slice(0, 1) : pending;
@@ -122,6 +126,7 @@ export async function runLocal(
       r.outcome !== "taken" && r.outcome !== "interrupted" && r.outcome !== "unrun"
     );
     lane.report(reportOf(ran, recorded, ctx.worker), ran.map((r) => r.task));
+    ctx.times.learn(ran.map((r) => [r.task.programId, r.durationMs] as const));
     if (cut.length > 0) await record(lane, cut);
     pending = [...unrun, ...pending.slice(batch.length)];
   }

@@ -34,6 +34,8 @@ import {
 import type { Sql } from "../db/connect.ts";
 import { checkSchemaName, DEFAULT_SCHEMA, requireInstalled } from "../db/schema.ts";
 import { errorMessage, RetaskError } from "../errors.ts";
+import { FAST_MIN_TIMEOUT_MS, type FastResult, ProgramTimes } from "./fast.ts";
+import { announceIdle } from "./idle.ts";
 import { Lane } from "./lane.ts";
 import { Listener } from "./listen.ts";
 import type { TaskOutcome, WorkerLog } from "./outcome.ts";
@@ -156,13 +158,26 @@ export async function runWorker(
 
   const wake = new Wake();
   const giveUp = new AbortController();
+  // What may be runnable. Fast: tasks the fast path runs (a fast statement that
+  // took none says there are none); careful: remote tasks, and those of programs not
+  // found quick or with a timeout of their own (a careful take that came
+  // up short says there are none). A notification, a poll, a change in which
+  // programs are quick and every batch that recorded attempts say there may be.
+  let fastDue = true;
+  let carefulDue = true;
+  let nextPoll = 0;
+  const times = new ProgramTimes();
+  let quickVersion = times.version;
   // takes are committed asynchronously: the completion's synchronous commit comes
   // later in the WAL, so a completed attempt's take is always durable
   const openHome = () =>
     openPool(target, { max: 1, applicationName, settings: { synchronous_commit: "off" } });
   let home = openHome();
   const listener = new Listener(target, applicationName, {
-    onWake: () => wake.ring(),
+    onWake: () => {
+      nextPoll = 0;
+      wake.ring();
+    },
     // the lane running that task (if any here) cancels its program
     onCancel: (taskId) => lanes.forEach((lane) => lane.cancelTask(taskId)),
     schema,
@@ -183,6 +198,7 @@ export async function runWorker(
     maxResultBytes: settings.maxResultBytes,
     taskTimeoutMs: settings.taskTimeoutMs,
     remote,
+    times,
     report,
     log,
     cannotRecord: (error: unknown) => pause.refused(error),
@@ -194,10 +210,11 @@ export async function runWorker(
   // role's or database's own timeouts must not cut the lane's bookkeeping, nor
   // the transaction that holds remote tasks while they run; the task timeout
   // is set around each run_tasks alone.
-  const openLane = () =>
+  const openLane = (onNotice: (message: string) => void) =>
     openPool(target, {
       max: 1,
       applicationName,
+      onNotice,
       settings: {
         client_connection_check_interval: "1000",
         statement_timeout: "0",
@@ -274,31 +291,64 @@ export async function runWorker(
           // woken when the next slot is due; a schedule added meanwhile is seen within a poll
           nextTick = performance.now() + Math.min(untilNextMs, settings.pollIntervalMs);
         }
-        const idle = lanes.filter((lane) => lane.idle);
-        const wanted = pause.allow(idle.reduce((n, lane) => n + lane.capacity, 0));
-        const tasks = wanted > 0
-          ? await withinStall(claimTasks(home, schema, wanted, worker, settings.leaseMs))
-          : [];
-        distribute(tasks, idle);
+        if (performance.now() >= nextPoll) {
+          fastDue = true;
+          carefulDue = true;
+          nextPoll = performance.now() + settings.pollIntervalMs;
+        }
+        if (times.version !== quickVersion) {
+          quickVersion = times.version;
+          carefulDue = true;
+          fastDue = true;
+        }
+        let started = 0;
+        // careful first: the fast path takes what it leaves
+        if (carefulDue) {
+          const room = carefulRoom();
+          const wanted = pause.allow(room.reduce((n, lane) => n + lane.capacity, 0));
+          if (wanted > 0) {
+            const tasks = await withinStall(
+              claimTasks(home, schema, wanted, worker, settings.leaseMs, { quick: quick() }),
+            );
+            carefulDue = tasks.length === wanted;
+            distribute(tasks, room);
+            started += tasks.length;
+          }
+        }
+        if (fastDue && quick().length > 0) {
+          for (const lane of lanes.filter((lane) => lane.idle)) {
+            const max = pause.allow(lane.capacity);
+            if (max === 0) break;
+            lane.startFast(max, quick(), fastDone);
+            started++;
+          }
+        } else {
+          fastDue = false;
+        }
         if (failures > 0) {
           log({ level: "info", message: trouble });
           failures = 0;
         }
-        if (tasks.length > 0) waitingAsked = false;
-        // every lane was idle before the take, so what they ran (retries
-        // included) was recorded before it: a take that found nothing means
-        // nothing is runnable now
-        if (settings.once && idle.length === lanes.length && wanted > 0 && tasks.length === 0) {
-          return "once";
-        }
-        if (tasks.length > 0 && tasks.length === wanted) continue;
-        if (settings.drain && lanes.every((lane) => lane.idle)) {
+        if (started > 0) waitingAsked = false;
+        const quiet = !fastDue && !carefulDue && lanes.every((lane) => lane.idle);
+        // every lane is idle, and since their last batch recorded its attempts
+        // (retries included), a fast statement and a careful take found nothing
+        if (settings.once && quiet) return "once";
+        if (settings.drain && quiet) {
           if (!(await withinStall(tasksPending(home, schema)))) return "drained";
           if (!waitingAsked) {
             waitingAsked = true;
             const waiting = await withinStall(waitingFor(home, schema));
             if (waiting !== waitingSaid) log({ level: "info", message: waiting });
             waitingSaid = waiting;
+          }
+        }
+        // nothing found to run: from this commit on, a task made runnable
+        // notifies; one made runnable before it is seen now
+        if (!fastDue && !carefulDue && listener.listening) {
+          if (await withinStall(announceIdle(home, schema))) {
+            fastDue = carefulDue = true;
+            continue;
           }
         }
         const now = performance.now();
@@ -311,6 +361,7 @@ export async function runWorker(
               nextRescue - now,
               pause.untilNextTry(),
               nextTick - now,
+              nextPoll - now,
             ),
           ),
           signal,
@@ -347,6 +398,29 @@ export async function runWorker(
     return "signal";
   }
 
+  // The programs the fast path runs: none under a very short task timeout.
+  function quick(): readonly number[] {
+    const timeout = settings.taskTimeoutMs;
+    return timeout > 0 && timeout < FAST_MIN_TIMEOUT_MS ? [] : times.quick;
+  }
+
+  // Idle lanes a careful batch may have: while the fast path has work, one
+  // lane of several is kept for it, so slow tasks never hold up fast ones.
+  function carefulRoom(): Lane[] {
+    const idle = lanes.filter((lane) => lane.idle);
+    if (!fastDue || lanes.length === 1) return idle;
+    const careful = lanes.filter((lane) => !lane.idle && lane.careful).length;
+    return idle.slice(0, Math.max(0, lanes.length - 1 - careful));
+  }
+
+  // A fast statement that took nothing says the fast path has no work now;
+  // one that left work, or retried tasks, that it has.
+  function fastDone(result: FastResult): void {
+    if (result.more) fastDue = true;
+    else if (result.taken === 0) fastDue = false;
+    wake.ring();
+  }
+
   // Round-robin within each lane's capacity: a short queue runs one task per
   // lane, in parallel; a long one fills every lane's batch.
   function distribute(tasks: ClaimedTask[], idle: Lane[]): void {
@@ -358,7 +432,13 @@ export async function runWorker(
       lane = (lane + 1) % idle.length;
     }
     shares.forEach((share, i) => {
-      if (share.length > 0) idle[i].start(share, () => wake.ring());
+      if (share.length > 0) {
+        idle[i].start(share, () => {
+          // its retries, and what else is careful, may be runnable
+          carefulDue = true;
+          wake.ring();
+        });
+      }
     });
   }
 

@@ -12,10 +12,10 @@ Deno.test("a refused claim is waited out, not the end of the worker", async () =
     const { programId } = await registerProgram(sql, "ok", "always_ok");
     await enqueue(sql, { program: programId, params: Array(5).fill({}) });
     // as during an install that replaces the functions a worker calls
-    await sql`ALTER FUNCTION retask.take_tasks(integer, text, interval, boolean) RENAME TO off`;
+    await sql`ALTER FUNCTION retask.take_tasks(integer, text, interval, boolean, bigint[], bigint[]) RENAME TO off`;
     const worker = spawnWorker(db.url, ["--drain", "--poll-interval", "50"]);
     await waitFor(() => /refused the worker's bookkeeping/.test(worker.stderr()), "the warning");
-    await sql`ALTER FUNCTION retask.off(integer, text, interval, boolean) RENAME TO take_tasks`;
+    await sql`ALTER FUNCTION retask.off(integer, text, interval, boolean, bigint[], bigint[]) RENAME TO take_tasks`;
     const { code, stderr } = await worker.done;
     assert.equal(code, 0, stderr);
     assert.equal(stderr.match(/refused the worker's bookkeeping/g)?.length, 1, "said once");
