@@ -201,7 +201,7 @@ Deno.test("a database installed by retask 5623551 is upgraded in place", async (
       SELECT has_table_privilege(${role}, 'public.tasks', 'SELECT') AS tasks,
              has_function_privilege(${role}, 'empapi.get_tasks()', 'EXECUTE') AS api,
              has_function_privilege('public', 'empapi.get_tasks()', 'EXECUTE') AS everyone,
-             has_function_privilege(${role}, 'retask.take_tasks(integer,text,interval,boolean)',
+             has_function_privilege(${role}, 'retask.take_tasks(integer,text,interval,boolean,bigint[],bigint[])',
                                     'EXECUTE') AS take,
              has_schema_privilege(${role}, 'retask', 'USAGE') AS usage`;
     assert.deepEqual(privileges, {
