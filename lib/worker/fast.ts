@@ -9,12 +9,12 @@
  * per statement with a committed take, so only the guilty one is charged.
  * @module
  */
-import { isConnectionError, STALL_MS, withinStall } from "../db/pool.ts";
+import { isConnectionError, withinStall } from "../db/pool.ts";
 import { errorMessage } from "../errors.ts";
 import { type ClaimedTask, claimTasks } from "./claim.ts";
 import { faultOf } from "./give_back.ts";
 import type { LaneHandle } from "./lane.ts";
-import { runLocal, settle } from "./local.ts";
+import { runLocal, underTimeout } from "./local.ts";
 import { type RecordedRow, reportOf } from "./recorder.ts";
 
 /** How long a fast batch may start programs for (the server stops starting them past it). */
@@ -186,10 +186,9 @@ function claimedOf(row: FastRow): ClaimedTask {
   };
 }
 
-// run_next_tasks between two statements that set the session's
-// statement_timeout (the worker's task timeout for it alone), pipelined as in
-// local.ts. `took` is filled from the statement's NOTICE as soon as the
-// server has taken the tasks, and lets a cancel request reach the statement.
+// run_next_tasks under the worker's task timeout (see underTimeout). `took`
+// is filled from the statement's NOTICE as soon as the server has taken the
+// tasks, and lets a cancel request for one of them reach the statement.
 async function fastStatement(
   lane: LaneHandle,
   max: number,
@@ -197,31 +196,20 @@ async function fastStatement(
   took: number[],
 ): Promise<FastRow[]> {
   const sql = lane.sql;
-  const timeout = lane.ctx.taskTimeoutMs;
   const stopListening = lane.onNotice((message) => {
     if (!message.startsWith(BATCH_NOTICE)) return;
     const list = message.slice(BATCH_NOTICE.length).replace(/[{}]/g, "");
     for (const id of list.split(",")) if (id !== "") took.push(Number(id));
   });
-  const armed = settle(sql`SELECT set_config('statement_timeout', ${String(timeout)}, false)`);
   const query = sql<FastRow[]>`
     SELECT task_id, attempt, max_attempts, program_id, program, outcome, status, error, duration_ms
     FROM ${sql(lane.ctx.schema)}.run_next_tasks(
       ${max}::integer, ${lane.ctx.worker}::text, ${quick as number[]}::bigint[],
       ${FAST_BUDGET_MS}::integer * interval '1 millisecond',
       max_result_bytes => ${lane.ctx.maxResultBytes}::integer)`;
-  const untrack = lane.track(query, took);
   try {
-    const ran = settle(query).finally(untrack);
-    const disarmed = settle(sql`SELECT set_config('statement_timeout', '0', false)`);
-    await withinStall(armed);
-    const result = await (timeout > 0 ? withinStall(ran, timeout + STALL_MS) : ran);
-    if (!result.ok) throw result.error;
-    const unset = await withinStall(disarmed).catch((error) => ({ ok: false as const, error }));
-    if (!unset.ok) lane.reopen();
-    return result.value;
+    return await underTimeout(lane, lane.ctx.taskTimeoutMs, query, took);
   } finally {
-    untrack();
     stopListening();
   }
 }

@@ -151,39 +151,58 @@ async function record(lane: LaneHandle, results: AttemptResult[]): Promise<void>
   }
 }
 
-// One run_tasks statement, between two that set the session's
-// statement_timeout: the task timeout for it alone, none for the lane's
-// bookkeeping (a role's or database's own timeout must not cut batches or
-// their recording either). The three are pipelined, one round trip. The
-// first, bounded by the stall timeout, also catches a connection that went
-// dead without a word (run_tasks itself may rightly run as long as its
-// programs take).
-async function runStatement(lane: LaneHandle, batch: readonly ClaimedTask[]): Promise<RunRow[]> {
+// One run_tasks statement under the batch's task timeout.
+function runStatement(lane: LaneHandle, batch: readonly ClaimedTask[]): Promise<RunRow[]> {
   const sql = lane.sql;
-  const timeout = taskTimeoutMs(batch[0], lane.ctx.taskTimeoutMs);
-  const armed = settle(sql`SELECT set_config('statement_timeout', ${String(timeout)}, false)`);
   const query = sql<RunRow[]>`
     SELECT task_id, outcome, status, error, context, duration_ms
     FROM ${sql(lane.ctx.schema)}.run_tasks(${batch.map((t) => t.taskId)}::bigint[],
                                            ${batch.map((t) => t.attempt)}::integer[],
                                            max_result_bytes => ${lane.ctx.maxResultBytes}::integer)`;
-  const untrack = lane.track(query, batch.map((t) => t.taskId));
+  return underTimeout(
+    lane,
+    taskTimeoutMs(batch[0], lane.ctx.taskTimeoutMs),
+    query,
+    batch.map((t) => t.taskId),
+  );
+}
+
+/**
+ * Runs `query`, a statement that runs programs, between two that set the
+ * session's statement_timeout: `timeoutMs` for it alone, none for the lane's
+ * bookkeeping (a role's or database's own timeout must not cut batches or
+ * their recording either). The three are pipelined, one round trip. The first,
+ * bounded by the stall timeout, also catches a connection that went dead
+ * without a word (the statement itself may rightly run as long as its
+ * programs take). While it runs, a cancel request for one of `taskIds` (which
+ * may still grow) cancels it.
+ */
+export async function underTimeout<T>(
+  lane: LaneHandle,
+  timeoutMs: number,
+  query: PromiseLike<T> & { cancel(): void },
+  taskIds: readonly number[],
+): Promise<T> {
+  const sql = lane.sql;
+  const armed = settle(sql`SELECT set_config('statement_timeout', ${String(timeoutMs)}, false)`);
+  const untrack = lane.track(query, taskIds);
   try {
     // not cancellable once it has ended: a cancel would hit the next statement
     const ran = settle(query).finally(untrack);
     const disarmed = settle(sql`SELECT set_config('statement_timeout', '0', false)`);
-    // only a stall is fatal here: if setting the timeout failed, run_tasks still
-    // ran (and may have committed), and its own result says how
+    // only a stall is fatal here: if setting the timeout failed, the statement
+    // still ran (and may have committed), and its own result says how
     await withinStall(armed);
     // the statement cannot outlast its timeout by much; with none, it runs as
     // long as its programs take
-    const result = await (timeout > 0 ? withinStall(ran, timeout + STALL_MS) : ran);
-    if (!result.ok) throw result.error;
-    // the batch is committed: its outcomes are reported whatever happens to the
-    // connection now. A session left with the task timeout (the reset failed or
-    // was cancelled) would cut the lane's bookkeeping: start a new one.
+    const result = await (timeoutMs > 0 ? withinStall(ran, timeoutMs + STALL_MS) : ran);
+    if (!result.ok && isConnectionError(result.error)) throw result.error;
+    // what committed is reported whatever happens to the connection now. A
+    // session left with the task timeout (a reset failed, or the timeout cut
+    // the statement that ends it) would cut the lane's bookkeeping: start a new one.
     const unset = await withinStall(disarmed).catch((error) => ({ ok: false as const, error }));
     if (!unset.ok) lane.reopen();
+    if (!result.ok) throw result.error;
     return result.value;
   } finally {
     untrack();
