@@ -132,7 +132,7 @@ BEGIN
     WHERE t.task_id = ANY (ids)
     ORDER BY t.task_id;
     IF FOUND THEN
-        PERFORM pg_notify('retask_tasks', '');
+        PERFORM retask.wake_workers();
     END IF;
 END
 $$;

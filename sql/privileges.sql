@@ -59,6 +59,10 @@ GRANT EXECUTE ON FUNCTION
     retask.enqueue_task(bigint, jsonb, text, text, integer, interval, text, timestamptz, integer, text),
     retask.check_priority(integer)
     TO retask_enqueue, retask_worker;
+-- waking sleeping workers (sql/wake.sql), which enqueue, retry and record
+-- do: it runs as its owner, writing only the flag; worker_idle, which sets
+-- it, is the workers' alone (ALL ROUTINES below)
+GRANT EXECUTE ON FUNCTION retask.wake_workers() TO retask_enqueue, retask_worker;
 
 -- registering: upsert_program runs with the registering role's rights, and the
 -- programs table's trigger refuses a function that role may not EXECUTE, or a

@@ -328,7 +328,7 @@ BEGIN
     END IF;
 
     IF inserted > 0 AND coalesce(enqueue_keyed.run_after, now()) <= now() THEN
-        PERFORM pg_notify('retask_tasks', '');
+        PERFORM retask.wake_workers();
     END IF;
 END
 $$;
@@ -371,7 +371,7 @@ BEGIN
     WHERE p.program_id = set_paused.program_id AND p.paused <> set_paused.paused;
     IF FOUND THEN
         IF NOT set_paused.paused THEN
-            PERFORM pg_notify('retask_tasks', '');
+            PERFORM retask.wake_workers();
         END IF;
         RETURN true;
     END IF;

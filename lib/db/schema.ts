@@ -24,10 +24,12 @@ export const MIGRATIONS: readonly string[] = [
   "0001_tables.sql",
   "0002_attempt_bounds.sql",
   "0003_operate.sql",
+  "0005_wake.sql",
 ];
 
 /** Function files, in the order they are applied (a later one may call an earlier one). */
 export const FUNCTION_FILES: readonly string[] = [
+  "wake.sql",
   "programs.sql",
   "state_machine.sql",
   "render.sql",
@@ -47,7 +49,7 @@ export const GROUPS = ["read", "enqueue", "register", "worker", "admin"] as cons
 export const COMPAT_FILE = "compat.sql";
 
 /** The schema version this code installs: the number of its last migration. */
-export const SCHEMA_VERSION: number = MIGRATIONS.length;
+export const SCHEMA_VERSION: number = Number(MIGRATIONS[MIGRATIONS.length - 1].slice(0, 4));
 
 /** Options for {@link install}. */
 export interface InstallOptions {

@@ -1,6 +1,7 @@
 /**
  * Wake-ups by LISTEN/NOTIFY: enqueue_tasks and record_attempts notify channel
- * `retask_tasks` when a task becomes runnable; cancel_tasks notifies
+ * `retask_tasks` when a task becomes runnable while a worker sleeps (it said
+ * so first: announceIdle, sql/wake.sql); cancel_tasks notifies
  * `retask_cancel` with the id of a running task someone asked to cancel. The
  * listening connection is re-established whenever it drops; notifications
  * sent meanwhile are lost, so the worker polls as well (and looks for cancel

@@ -277,14 +277,19 @@ Deno.test("task transitions", async (t) => {
       assert.equal((await takeTasks(sql, 5))[0]?.task_id, remote);
     });
 
-    await t.step("enqueue and an immediate retry notify listeners", async () => {
+    await t.step("enqueue and an immediate retry notify a sleeping listener", async () => {
       await clearQueue();
       let heard = 0;
       const listener = await sql.listen("retask_tasks", () => heard++);
+      // a worker about to sleep says so (sql/wake.sql); only then do they notify
+      const sleep = async () =>
+        assert.equal((await sql`SELECT retask.worker_idle() AS r`)[0].r, false);
       try {
+        await sleep();
         const [id] = await enqueue(sql, { program: ok });
         await waitFor(() => heard >= 1, "the enqueue notification");
         await takeTasks(sql, 1);
+        await sleep();
         await failTask(sql, id, 1, "x");
         await waitFor(() => heard >= 2, "the retry notification");
       } finally {
