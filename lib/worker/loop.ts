@@ -164,6 +164,8 @@ export async function runWorker(
   // up short says there are none). A notification, a poll, a change in which
   // programs are quick and every batch that recorded attempts say there may be.
   let fastDue = true;
+  // whether every idle lane runs a fast statement, or one (nothing was left last time)
+  let fastWide = true;
   let carefulDue = true;
   let nextPoll = 0;
   const times = new ProgramTimes();
@@ -302,21 +304,15 @@ export async function runWorker(
           fastDue = true;
         }
         let started = 0;
-        // careful first: the fast path takes what it leaves
-        if (carefulDue) {
-          const room = carefulRoom();
-          const wanted = pause.allow(room.reduce((n, lane) => n + lane.capacity, 0));
-          if (wanted > 0) {
-            const tasks = await withinStall(
-              claimTasks(home, schema, wanted, worker, settings.leaseMs, { quick: quick() }),
-            );
-            carefulDue = tasks.length === wanted;
-            distribute(tasks, room);
-            started += tasks.length;
-          }
-        }
+        // with one lane, a due careful take goes first (the fast path would
+        // keep the lane); with more, the fast path starts at once on all idle
+        // lanes but one kept for it
+        if (carefulDue && lanes.length === 1) started += await takeCareful();
         if (fastDue && quick().length > 0) {
-          for (const lane of lanes.filter((lane) => lane.idle)) {
+          const idle = lanes.filter((lane) => lane.idle);
+          const use = idle.length - (carefulDue && lanes.length > 1 ? 1 : 0);
+          // after a quiet spell one lane, until a statement finds more than it takes
+          for (const lane of idle.slice(0, fastWide ? use : Math.min(use, 1))) {
             const max = pause.allow(lane.capacity);
             if (max === 0) break;
             lane.startFast(max, quick(), fastDone);
@@ -325,6 +321,7 @@ export async function runWorker(
         } else {
           fastDue = false;
         }
+        if (carefulDue && lanes.length > 1) started += await takeCareful();
         if (failures > 0) {
           log({ level: "info", message: trouble });
           failures = 0;
@@ -404,6 +401,19 @@ export async function runWorker(
     return timeout > 0 && timeout < FAST_MIN_TIMEOUT_MS ? [] : times.quick;
   }
 
+  // Takes careful tasks for the lanes that may have them; returns how many.
+  async function takeCareful(): Promise<number> {
+    const room = carefulRoom();
+    const wanted = pause.allow(room.reduce((n, lane) => n + lane.capacity, 0));
+    if (wanted === 0) return 0;
+    const tasks = await withinStall(
+      claimTasks(home, schema, wanted, worker, settings.leaseMs, { quick: quick() }),
+    );
+    carefulDue = tasks.length === wanted;
+    distribute(tasks, room);
+    return tasks.length;
+  }
+
   // Idle lanes a careful batch may have: while the fast path has work, one
   // lane of several is kept for it, so slow tasks never hold up fast ones.
   function carefulRoom(): Lane[] {
@@ -416,6 +426,7 @@ export async function runWorker(
   // A fast statement that took nothing says the fast path has no work now;
   // one that left work, or retried tasks, that it has.
   function fastDone(result: FastResult): void {
+    fastWide = result.more;
     if (result.more) fastDue = true;
     else if (result.taken === 0) fastDue = false;
     wake.ring();
