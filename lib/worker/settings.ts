@@ -53,7 +53,7 @@ export interface WorkerSettings {
 /** The defaults, as `retask work --help` shows them. */
 export const WORKER_DEFAULTS: Readonly<WorkerSettings> = {
   concurrency: 4,
-  batchSize: 50,
+  batchSize: 200,
   pollIntervalMs: 1_000,
   rescueIntervalMs: 5_000,
   leaseMs: 30_000,
