@@ -49,6 +49,9 @@ GRANT EXECUTE ON FUNCTION retask.result_summary(text, integer), retask.tasks_pen
     retask.check_retry_policy(integer, text, interval, interval),
     retask.host_port_problem(text, text), retask.check_host_port(text, text)
     TO retask_read;
+-- the counts per program and status (sql/counts.sql); no group writes them:
+-- the triggers on tasks that do run as their owner
+GRANT SELECT ON retask.task_counts TO retask_read;
 
 -- enqueueing: through enqueue_keyed (enqueue_task(s) wrap it), which checks
 -- every task and runs as its owner (SECURITY DEFINER: no program runs

@@ -24,6 +24,7 @@ export const MIGRATIONS: readonly string[] = [
   "0001_tables.sql",
   "0002_attempt_bounds.sql",
   "0003_operate.sql",
+  "0004_counts.sql",
   "0005_wake.sql",
 ];
 
@@ -36,6 +37,7 @@ export const FUNCTION_FILES: readonly string[] = [
   "run.sql",
   "schedules.sql",
   "operate.sql",
+  "counts.sql",
   "privileges.sql",
 ];
 

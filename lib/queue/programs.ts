@@ -158,11 +158,13 @@ export async function setProgramPaused(
 ): Promise<PauseResult> {
   const schema = sql(options.schema ?? DEFAULT_SCHEMA);
   const { programId, name } = await findProgram(sql, program, options);
+  // from the counts kept as tasks change (sql/counts.sql): a backlog of a
+  // million is not counted task by task
   const count = async () =>
     (await sql<{ scheduled: number; running: number }[]>`
-      SELECT count(*) FILTER (WHERE status = 'scheduled')::int AS scheduled,
-             count(*) FILTER (WHERE status = 'running')::int AS running
-      FROM ${schema}.tasks
+      SELECT coalesce(sum(n) FILTER (WHERE status = 'scheduled'), 0)::int AS scheduled,
+             coalesce(sum(n) FILTER (WHERE status = 'running'), 0)::int AS running
+      FROM ${schema}.task_counts
       WHERE program_id = ${programId}::bigint AND status IN ('scheduled', 'running')`)[0];
   // counted while no worker takes its tasks: after a pause, before a resume
   const before = paused ? null : await count();
