@@ -264,10 +264,18 @@ BEGIN
         RAISE EXCEPTION 'program % does not exist', enqueue_keyed.program_id
             USING ERRCODE = 'no_data_found', HINT = 'List the programs with retask status or empapi.get_programs().';
     END IF;
-    PERFORM retask.check_host_port(enqueue_keyed.host, enqueue_keyed.port);
-    PERFORM retask.check_retry_policy(enqueue_keyed.max_attempts, enqueue_keyed.retry_backoff,
-                                      enqueue_keyed.retry_delay, NULL);
-    PERFORM retask.check_priority(enqueue_keyed.priority);
+    -- what was not given needs no check (each check is a call: most enqueues give none)
+    IF enqueue_keyed.host IS NOT NULL OR enqueue_keyed.port IS NOT NULL THEN
+        PERFORM retask.check_host_port(enqueue_keyed.host, enqueue_keyed.port);
+    END IF;
+    IF num_nonnulls(enqueue_keyed.max_attempts, enqueue_keyed.retry_backoff,
+                    enqueue_keyed.retry_delay) > 0 THEN
+        PERFORM retask.check_retry_policy(enqueue_keyed.max_attempts, enqueue_keyed.retry_backoff,
+                                          enqueue_keyed.retry_delay, NULL);
+    END IF;
+    IF enqueue_keyed.priority IS NOT NULL THEN
+        PERFORM retask.check_priority(enqueue_keyed.priority);
+    END IF;
     SELECT p INTO bad FROM unnest(enqueue_keyed.params) p
     WHERE p IS NOT NULL AND jsonb_typeof(p) <> 'object' LIMIT 1;
     IF FOUND THEN
