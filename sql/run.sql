@@ -1,6 +1,7 @@
 -- retask: running programs inside the database. run_program runs one and
--- renders its result as the course's text table (render.sql); run_tasks runs a
--- whole batch in one statement (the worker's fast path); process_tasks is the
+-- renders its result as the course's text table (render.sql); run_held runs a
+-- whole batch in one statement, taken before (run_tasks, the worker's careful
+-- path) or in the same statement (run_next_tasks, its fast path); process_tasks is the
 -- course's in-database worker loop. All record through record_attempts
 -- (state_machine.sql). PL/pgSQL only: stock PostgreSQL (and managed services)
 -- have no PL/Python.

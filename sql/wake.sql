@@ -9,14 +9,15 @@
 --
 -- Why no task waits for a poll: wake_workers takes a shared advisory lock
 -- (the key 'retask.wake') after its task is written and keeps it until its
--- transaction ends, and reads the flag in the next statement. worker_idle
+-- transaction ends, and reads the flag in the next statement; if the lock is
+-- held exclusively, it notifies without looking (it never waits for it). worker_idle
 -- takes the same lock exclusively, sets the flag and then, in a new
 -- statement with a new snapshot, looks for a runnable task. The two locks
 -- conflict, so one comes first:
 --   - the enqueue's: the worker gets its lock only once the enqueue has
 --     committed (or rolled back), and its look, later, sees the task;
---   - the worker's: the enqueue waits until the worker has committed, then
---     reads the flag set and notifies when it commits.
+--   - the worker's: the enqueue cannot have the lock, so it notifies when
+--     it commits.
 -- The look compares run_after with the clock after the lock, not now(): a
 -- task committed just before may be due after the worker's transaction began.
 -- Transactions that do not take a new snapshot per statement (repeatable
@@ -41,8 +42,13 @@ BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         PERFORM pg_notify('retask_tasks', '');
     ELSE
-        PERFORM pg_advisory_xact_lock_shared(hashtextextended('retask.wake', 0));
-        IF (SELECT w.asleep FROM retask.wake w) THEN
+        -- tried, not waited for: anyone may take an advisory lock, and one
+        -- held on this key must not stall enqueues. Held (by a worker in
+        -- worker_idle, or by anyone else), it may mean a worker is falling
+        -- asleep: notify, as every enqueue did before.
+        IF NOT pg_try_advisory_xact_lock_shared(hashtextextended('retask.wake', 0)) THEN
+            PERFORM pg_notify('retask_tasks', '');
+        ELSIF (SELECT w.asleep FROM retask.wake w) THEN
             PERFORM retask.clear_wake();
         END IF;
     END IF;
@@ -78,8 +84,10 @@ $$;
 -- notifies. Returns true if it must not sleep but look again: a task it could
 -- take is runnable now, or for 20 ms enqueues kept it from the lock (while
 -- they keep coming, it takes what they queued in batches, 20 ms apart).
--- Tasks other transactions hold locked (being taken) do not count: their
--- taker runs them, or gives them back through release_tasks, which wakes.
+-- Tasks other transactions hold locked (being taken, or in a fast batch) do
+-- not count: their taker is awake, and runs them, leaves them to its next
+-- statement (a fast batch past its budget, or one that died), or gives them
+-- back through release_tasks, which wakes.
 -- Reads tasks_runnable_idx one priority at a time, as pick_tasks does, so
 -- tasks scheduled for later cost nothing.
 CREATE FUNCTION retask.worker_idle() RETURNS boolean

@@ -15,10 +15,18 @@ import { type ClaimedTask, claimTasks } from "./claim.ts";
 import { faultOf } from "./give_back.ts";
 import type { LaneHandle } from "./lane.ts";
 import { runLocal, underTimeout } from "./local.ts";
-import { type RecordedRow, reportOf } from "./recorder.ts";
+import { lost, recordAttempts, type RecordedRow, reportOf, STOPPED } from "./recorder.ts";
 
 /** How long a fast batch may start programs for (the server stops starting them past it). */
 export const FAST_BUDGET_MS = 100;
+
+/**
+ * A fast statement still running after this is cut short: a program that
+ * turned slow holds its batch's other tasks locked, unseen by other workers.
+ * The program is stopped uncharged (its task stays scheduled), the tasks it
+ * ran are recorded, and its time marks its program slow.
+ */
+export const FAST_WATCHDOG_MS = 1_000;
 
 /** A program whose attempts typically take longer than this runs the careful way. */
 export const SLOW_PROGRAM_MS = 50;
@@ -103,11 +111,16 @@ export async function runFast(
   // the tasks the statement took, from its NOTICE
   const took: number[] = [];
   const cancelsBefore = lane.cancelsSent;
+  const watchdog = { fired: false };
   let rows: FastRow[];
   try {
-    rows = await fastStatement(lane, max, quick, took);
+    rows = await fastStatement(lane, max, quick, took, watchdog);
   } catch (error) {
     // nothing it did counted; the tasks are as they were
+    if (watchdog.fired && isCancel(error) && !lane.aborting) {
+      // cut between two programs: nothing recorded, nothing lost
+      return { taken: took.length, more: true };
+    }
     if (lane.aborting || took.length === 0) {
       if (!lane.aborting) await refused(lane, error);
       return { taken: 0, more: false };
@@ -158,8 +171,19 @@ async function runCarefully(lane: LaneHandle, taskIds: readonly number[]): Promi
     claimTasks(lane.sql, ctx.schema, taskIds.length, ctx.worker, ctx.leaseMs, { taskIds }),
   );
   lane.hold(tasks);
+  // what the lane, stopping, did not run was taken: it ends lost
   const unrun = await runLocal(lane, tasks, { oneByOne: true });
   lane.hold(unrun);
+  if (unrun.length > 0) {
+    lane.report(
+      await withinStall(recordAttempts(lane.sql, unrun.map((t) => lost(t, STOPPED)), ctx)),
+      unrun,
+    );
+  }
+}
+
+function isCancel(error: unknown): boolean {
+  return (error as { code?: string }).code === "57014";
 }
 
 // The statement failed before it ran anything, or the database would not
@@ -194,10 +218,13 @@ async function fastStatement(
   max: number,
   quick: readonly number[],
   took: number[],
+  watchdog: { fired: boolean },
 ): Promise<FastRow[]> {
   const sql = lane.sql;
+  // the statement's own NOTICE comes first, before any program runs: one a
+  // program raises after it is not taken for it
   const stopListening = lane.onNotice((message) => {
-    if (!message.startsWith(BATCH_NOTICE)) return;
+    if (!message.startsWith(BATCH_NOTICE) || took.length > 0) return;
     const list = message.slice(BATCH_NOTICE.length).replace(/[{}]/g, "");
     for (const id of list.split(",")) if (id !== "") took.push(Number(id));
   });
@@ -207,9 +234,19 @@ async function fastStatement(
       ${max}::integer, ${lane.ctx.worker}::text, ${quick as number[]}::bigint[],
       ${FAST_BUDGET_MS}::integer * interval '1 millisecond',
       max_result_bytes => ${lane.ctx.maxResultBytes}::integer)`;
+  // sends the statement (and the two around it) before anything else awaits
+  const running = underTimeout(lane, lane.ctx.taskTimeoutMs, query, took);
+  let ended = false;
+  query.then(() => (ended = true), () => (ended = true));
+  const timer = setTimeout(() => {
+    if (ended) return;
+    watchdog.fired = true;
+    query.cancel();
+  }, FAST_WATCHDOG_MS);
   try {
-    return await underTimeout(lane, lane.ctx.taskTimeoutMs, query, took);
+    return await running;
   } finally {
+    clearTimeout(timer);
     stopListening();
   }
 }

@@ -1,7 +1,7 @@
 /**
- * A lane owns one connection and runs one batch of claimed tasks at a time:
- * SQL programs on the fast path (local.ts), remote tasks on their servers
- * (remote.ts). It sizes its next batch from how long its tasks took. What a
+ * A lane owns one connection and runs one batch at a time: a fast statement
+ * that takes, runs and records quick SQL programs (fast.ts), or tasks claimed
+ * before: SQL programs (local.ts), remote tasks on their servers (remote.ts). It sizes its next batch from how long its tasks took. What a
  * failed batch left unrecorded, it records as lost when the batch lost its
  * connection, and gives back uncounted when the database would not run or
  * record it (give_back.ts).
@@ -99,8 +99,10 @@ export class Lane implements LaneHandle {
   #held: readonly ClaimedTask[] = [];
   #running: Promise<void> | null = null;
   #aborting = false;
-  // a new lane starts with one task, and learns
+  // a new lane starts with one task, and learns, for each path apart: the
+  // careful path's tasks are slow (or new) ones, which go one at a time
   #capacity = 1;
+  #carefulCapacity = 1;
   // running queries, and the tasks each runs
   readonly #inflight = new Map<{ cancel(): void }, readonly number[]>();
   #cancelsSent = 0;
@@ -149,9 +151,14 @@ export class Lane implements LaneHandle {
     return this.#running === null;
   }
 
-  /** How many tasks the lane's next batch should have (1 to the batch size). */
+  /** How many tasks the lane's next fast statement should take (1 to the batch size). */
   get capacity(): number {
     return this.#capacity;
+  }
+
+  /** How many tasks taken the careful way the lane's next batch should have. */
+  get carefulCapacity(): number {
+    return this.#carefulCapacity;
   }
 
   /** The attempts this lane holds: taken, not yet recorded. */
@@ -200,12 +207,11 @@ export class Lane implements LaneHandle {
   }
 
   // The next batch's size, from how long this one's tasks took.
-  #learn(ms: number, tasks: number): void {
+  #learn(ms: number, tasks: number, careful = false): void {
     const perTask = Math.max(ms / tasks, 0.01);
-    this.#capacity = Math.max(
-      1,
-      Math.min(this.ctx.batchSize, Math.floor(BATCH_BUDGET_MS / perTask)),
-    );
+    const size = Math.max(1, Math.min(this.ctx.batchSize, Math.floor(BATCH_BUDGET_MS / perTask)));
+    if (careful) this.#carefulCapacity = size;
+    else this.#capacity = size;
   }
 
   /** Resolves when the current batch (if any) is recorded. */
@@ -213,7 +219,10 @@ export class Lane implements LaneHandle {
     await this.#running;
   }
 
-  /** Cuts the batch short: cancels running programs; their attempts end lost. */
+  /**
+   * Cuts the batch short: cancels running programs. Attempts taken before end
+   * lost; a fast statement's tasks stay as they were (nothing of it counted).
+   */
   abort(): void {
     this.#aborting = true;
     for (const query of this.#inflight.keys()) query.cancel();
@@ -296,7 +305,7 @@ export class Lane implements LaneHandle {
       const remote = tasks.filter((t) => t.host !== null);
       if (remote.length > 0) this.report(await runRemote(this, remote), remote);
       if (unrun.length > 0) await this.#recordLost(unrun.map((task) => lost(task, STOPPED)));
-      this.#learn(performance.now() - started, tasks.length);
+      this.#learn(performance.now() - started, tasks.length, true);
     } catch (error) {
       await this.#fail(error);
     }

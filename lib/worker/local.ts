@@ -1,6 +1,6 @@
 /**
- * The fast path: a lane's SQL programs run in one `run_tasks` statement per
- * batch. The server locks the batch's rows (so a rescuer, which skips locked
+ * The careful path's run: a lane's SQL programs, taken before, run in one
+ * `run_tasks` statement per batch. The server locks the batch's rows (so a rescuer, which skips locked
  * rows, cannot take them mid-run), runs each program under a savepoint (a
  * failure rolls back only that task) and records every outcome before the
  * statement's transaction commits: a program's effects and its ending commit

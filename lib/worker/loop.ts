@@ -47,6 +47,12 @@ import { formatAge } from "../queue/operate.ts";
 import { sleep, Wake } from "./wake.ts";
 import { resolveSettings, type WorkerSettings } from "./settings.ts";
 
+/**
+ * While lanes run fast statements (the worker does not sleep, so no enqueue
+ * wakes it), how often it looks for careful work: remote tasks, slow programs.
+ */
+const CAREFUL_LOOK_MS = 50;
+
 /** Past the shutdown timeout, how long cancelled tasks get to be recorded as lost. */
 const ABORT_GRACE_MS = 5_000;
 
@@ -164,6 +170,7 @@ export async function runWorker(
   // up short says there are none). A notification, a poll, a change in which
   // programs are quick and every batch that recorded attempts say there may be.
   let fastDue = true;
+  let lastCarefulTake = 0;
   // whether every idle lane runs a fast statement, or one (nothing was left last time)
   let fastWide = true;
   let carefulDue = true;
@@ -298,6 +305,10 @@ export async function runWorker(
           carefulDue = true;
           nextPoll = performance.now() + settings.pollIntervalMs;
         }
+        // enqueues wake only a sleeping worker: while the fast path keeps
+        // this one busy, it looks for careful work now and then itself
+        const fastBusy = lanes.some((lane) => !lane.idle && !lane.careful);
+        if (fastBusy && performance.now() - lastCarefulTake >= CAREFUL_LOOK_MS) carefulDue = true;
         if (times.version !== quickVersion) {
           quickVersion = times.version;
           carefulDue = true;
@@ -310,7 +321,7 @@ export async function runWorker(
         if (carefulDue && lanes.length === 1) started += await takeCareful();
         if (fastDue && quick().length > 0) {
           const idle = lanes.filter((lane) => lane.idle);
-          const use = idle.length - (carefulDue && lanes.length > 1 ? 1 : 0);
+          const use = idle.length - (carefulDue && carefulRoom(true).length > 0 ? 1 : 0);
           // after a quiet spell one lane, until a statement finds more than it takes
           for (const lane of idle.slice(0, fastWide ? use : Math.min(use, 1))) {
             const max = pause.allow(lane.capacity);
@@ -321,7 +332,12 @@ export async function runWorker(
         } else {
           fastDue = false;
         }
-        if (carefulDue && lanes.length > 1) started += await takeCareful();
+        if (carefulDue && lanes.length > 1) {
+          started += await takeCareful();
+          // the lane kept for it found nothing: it runs fast statements
+          const spare = lanes.some((lane) => lane.idle);
+          if (!carefulDue && fastDue && spare && quick().length > 0 && !pause.paused) continue;
+        }
         if (failures > 0) {
           log({ level: "info", message: trouble });
           failures = 0;
@@ -403,8 +419,9 @@ export async function runWorker(
 
   // Takes careful tasks for the lanes that may have them; returns how many.
   async function takeCareful(): Promise<number> {
+    lastCarefulTake = performance.now();
     const room = carefulRoom();
-    const wanted = pause.allow(room.reduce((n, lane) => n + lane.capacity, 0));
+    const wanted = pause.allow(room.reduce((n, lane) => n + lane.carefulCapacity, 0));
     if (wanted === 0) return 0;
     const tasks = await withinStall(
       claimTasks(home, schema, wanted, worker, settings.leaseMs, { quick: quick() }),
@@ -416,9 +433,10 @@ export async function runWorker(
 
   // Idle lanes a careful batch may have: while the fast path has work, one
   // lane of several is kept for it, so slow tasks never hold up fast ones.
-  function carefulRoom(): Lane[] {
+  // (`fast`: as if the fast path had work)
+  function carefulRoom(fast = fastDue): Lane[] {
     const idle = lanes.filter((lane) => lane.idle);
-    if (!fastDue || lanes.length === 1) return idle;
+    if (!fast || lanes.length === 1) return idle;
     const careful = lanes.filter((lane) => !lane.idle && lane.careful).length;
     return idle.slice(0, Math.max(0, lanes.length - 1 - careful));
   }
@@ -438,7 +456,7 @@ export async function runWorker(
     const shares: ClaimedTask[][] = idle.map(() => []);
     let lane = 0;
     for (const task of tasks) {
-      while (shares[lane].length >= idle[lane].capacity) lane = (lane + 1) % idle.length;
+      while (shares[lane].length >= idle[lane].carefulCapacity) lane = (lane + 1) % idle.length;
       shares[lane].push(task);
       lane = (lane + 1) % idle.length;
     }

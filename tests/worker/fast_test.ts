@@ -106,6 +106,40 @@ Deno.test("the fast path", async (t) => {
     );
 
     await t.step(
+      "a quick program that turns slow is stopped uncharged and goes the careful way",
+      async () => {
+        await reset();
+        await enqueue(sql, { program: programs.sleepy, params: Array(100).fill({ sleep: 0 }) });
+        const [slow] = await enqueue(sql, { program: programs.sleepy, params: [{ sleep: 60 }] });
+        await enqueue(sql, { program: programs.sleepy, params: Array(300).fill({ sleep: 0 }) });
+        const worker = spawnWorker(db.url, ["--concurrency", "2"]);
+        // the quick ones do not wait behind it, locked in its fast batch (a
+        // few may share its careful batch once its program is taken for slow)
+        await waitFor(
+          async () =>
+            (await count(sql, "SELECT count(*) AS n FROM tasks WHERE status = 'finished'")) >= 350,
+          "the quick tasks to finish",
+        );
+        // cut short in its fast batch, uncharged, it is now taken the careful way
+        await waitFor(async () => {
+          const [row] = await sql<{ status: string; attempt_count: number }[]>`
+            SELECT status, attempt_count FROM retask.tasks WHERE task_id = ${slow}`;
+          return row.status === "running" && row.attempt_count === 1;
+        }, "the slow task to run the careful way");
+        assert.equal(
+          await count(
+            sql,
+            `SELECT count(*) AS n FROM retask.task_attempts WHERE task_id = ${slow}`,
+          ),
+          0,
+          "its stopped fast attempt left no history",
+        );
+        worker.kill("SIGTERM");
+        await worker.done;
+      },
+    );
+
+    await t.step(
       "a quick program's task that kills its backend in a fast batch costs only itself",
       async () => {
         await reset();
