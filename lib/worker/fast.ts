@@ -171,6 +171,9 @@ async function runCarefully(lane: LaneHandle, taskIds: readonly number[]): Promi
     claimTasks(lane.sql, ctx.schema, taskIds.length, ctx.worker, ctx.leaseMs, { taskIds }),
   );
   lane.hold(tasks);
+  // until their careful runs say otherwise, these programs go the careful
+  // way: another fast batch of the same killer would die the same way
+  ctx.times.learn(tasks.map((t) => [t.programId, FAST_WATCHDOG_MS] as const));
   // what the lane, stopping, did not run was taken: it ends lost
   const unrun = await runLocal(lane, tasks, { oneByOne: true });
   lane.hold(unrun);
