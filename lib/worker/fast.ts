@@ -15,7 +15,7 @@ import { type ClaimedTask, claimTasks } from "./claim.ts";
 import { faultOf } from "./give_back.ts";
 import type { LaneHandle } from "./lane.ts";
 import { runLocal, underTimeout } from "./local.ts";
-import { lost, recordAttempts, type RecordedRow, reportOf, STOPPED } from "./recorder.ts";
+import { type RecordedRow, reportOf } from "./recorder.ts";
 
 /** How long a fast batch may start programs for (the server stops starting them past it). */
 export const FAST_BUDGET_MS = 100;
@@ -60,6 +60,8 @@ export interface FastResult {
   taken: number;
   /** Some tasks it took were left for another statement, or retried: run again. */
   more: boolean;
+  /** Tasks it took the careful way (a dead batch's) and, the lane stopping, did not run. */
+  unrun?: ClaimedTask[];
 }
 
 /**
@@ -128,7 +130,7 @@ export async function runFast(
     const { code } = error as { code?: string };
     // a cancel the lane sent for one task stopped the statement, or a
     // deadlock or serialization failure: run them again
-    if ((code === "57014" && lane.cancelsSent !== cancelsBefore) || faultOf(code) === "transient") {
+    if ((isCancel(error) && lane.cancelsSent !== cancelsBefore) || faultOf(code) === "transient") {
       return { taken: took.length, more: true };
     }
     const connectionLost = isConnectionError(error);
@@ -145,8 +147,7 @@ export async function runFast(
         connectionLost ? "lost its database connection" : "failed as a whole"
       } (${errorMessage(error)}); running its tasks again one per statement`,
     });
-    await runCarefully(lane, took);
-    return { taken: took.length, more: true };
+    return { taken: took.length, more: true, unrun: await runCarefully(lane, took) };
   }
   const ran = rows.filter((r): r is FastRow & RecordedRow =>
     r.outcome !== "interrupted" && r.outcome !== "unrun"
@@ -164,8 +165,12 @@ export async function runFast(
 }
 
 // The tasks of a fast statement that died through a task's fault: taken for
-// this lane (committed), then one run_tasks statement each.
-async function runCarefully(lane: LaneHandle, taskIds: readonly number[]): Promise<void> {
+// this lane (committed), then one run_tasks statement each. Returns those left
+// unrun because the lane is stopping.
+async function runCarefully(
+  lane: LaneHandle,
+  taskIds: readonly number[],
+): Promise<ClaimedTask[]> {
   const { ctx } = lane;
   const tasks = await withinStall(
     claimTasks(lane.sql, ctx.schema, taskIds.length, ctx.worker, ctx.leaseMs, { taskIds }),
@@ -174,15 +179,9 @@ async function runCarefully(lane: LaneHandle, taskIds: readonly number[]): Promi
   // until their careful runs say otherwise, these programs go the careful
   // way: another fast batch of the same killer would die the same way
   ctx.times.learn(tasks.map((t) => [t.programId, FAST_WATCHDOG_MS] as const));
-  // what the lane, stopping, did not run was taken: it ends lost
   const unrun = await runLocal(lane, tasks, { oneByOne: true });
   lane.hold(unrun);
-  if (unrun.length > 0) {
-    lane.report(
-      await withinStall(recordAttempts(lane.sql, unrun.map((t) => lost(t, STOPPED)), ctx)),
-      unrun,
-    );
-  }
+  return unrun;
 }
 
 function isCancel(error: unknown): boolean {

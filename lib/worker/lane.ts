@@ -187,6 +187,9 @@ export class Lane implements LaneHandle {
     const run = async () => {
       try {
         result = await runFast(this, max, quick);
+        // what it took the careful way and, stopping, did not run ends lost
+        const unrun = result.unrun ?? [];
+        if (unrun.length > 0) await this.#recordLost(unrun.map((task) => lost(task, STOPPED)));
         this.#learn(performance.now() - started, Math.max(result.taken, 1));
       } catch (error) {
         await this.#fail(error);
